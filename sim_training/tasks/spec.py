@@ -1,0 +1,70 @@
+"""The declarative description of one simulated task, read by data collection, training, evaluation and
+deployment alike (a checkpoint stores the spec it was trained for)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """The single camera the policy sees."""
+
+    name: str = "base_camera"
+    """Sensor uid in the ManiSkill3 scene."""
+    width: int = 128
+    height: int = 128
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything STARE needs to know about a task, in one place."""
+
+    env_id: str
+    """ManiSkill3 environment id."""
+    family: str
+    """'maniskill' (Franka tabletop tasks) or 'simpler' (WidowX/Bridge digital twins)."""
+    robot: str
+    """Robot description; passed as `robot_uids` where the env accepts a choice."""
+    instructions: tuple[str, ...]
+    """Language instruction paraphrases; the first one is canonical (evaluation, deployment default)."""
+    camera: CameraSpec
+    max_episode_steps: int
+    """Long enough for the expert demonstrations (ManiSkill3's defaults of 50 are not)."""
+    success_flags: tuple[str, ...]
+    """Boolean flags of the env's `evaluate()` (also in `info` after each step); 'success' is the goal."""
+    tracked_actors: tuple[str, ...]
+    """Attributes of the unwrapped env whose poses are recorded as privileged state."""
+    grasp_actor: str | None = None
+    """The actor the robot must hold, if any; `is_grasped` is recorded for it."""
+    control_mode: str = "pd_ee_delta_pose"
+    control_freq: int = 20
+    """Hz; one policy action per control step."""
+    obs_mode: str = "rgb"
+    revealed_actors: tuple[str, ...] = ()
+    """Actors the env hides from sensor cameras that the policy must see (PickCube's goal marker)."""
+    required_assets: tuple[str, ...] = ()
+    """ManiSkill3 data-source ids that must be on disk (under MS_ASSET_DIR) before the env is built."""
+    motion_planner: bool = True
+    """Whether ManiSkill3 ships a motion-planning solution that `stare-demos` can run."""
+    accepts_robot_choice: bool = True
+    """False where the env fixes its robot itself (Bridge digital twins)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Any further keyword arguments for `gym.make`."""
+
+    @property
+    def instruction(self) -> str:
+        return self.instructions[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TaskSpec":
+        data = dict(data)
+        data["camera"] = CameraSpec(**data["camera"])
+        for key in ("instructions", "success_flags", "tracked_actors", "revealed_actors", "required_assets"):
+            data[key] = tuple(data.get(key, ()))
+        return cls(**data)
