@@ -30,6 +30,8 @@ fi
 rm -f "$stamp"
 pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
 constraints=(-c scripts/setup/constraints.txt)
+# ros.sh installs with plain pip: the same pins reach it through the environment.
+export PIP_CONSTRAINT="$root/scripts/setup/constraints.txt"
 
 echo "[setup] 1/6 torch 2.13.0 (CPU build; an unpinned torch would pull a multi-GB CUDA build)"
 "${pip[@]}" --upgrade pip
@@ -43,7 +45,12 @@ echo "[setup] 4/6 learning and test libraries"
 "${pip[@]}" "${constraints[@]}" transformers peft safetensors tokenizers tensorboard tqdm pyyaml \
   pytest pytest-timeout hypothesis
 echo "[setup] 5/6 the stare package (editable: stare_policy, sim_training and console scripts)"
-"${pip[@]}" "${constraints[@]}" --no-deps --no-build-isolation -e .
+# setuptools' editable build is chatty about deprecations: keep its output for failures only.
+build_log=$(mktemp)
+if ! "${pip[@]}" "${constraints[@]}" --no-deps --no-build-isolation -e . >"$build_log" 2>&1; then
+  cat "$build_log" >&2; rm -f "$build_log"; exit 1
+fi
+rm -f "$build_log"
 echo "[setup] 6/6 Mesa lavapipe Vulkan driver for the simulator's renderer"
 bash scripts/setup/lavapipe.sh "$venv/vulkan"
 

@@ -1,0 +1,1 @@
+"""Expert demonstrations from ManiSkill3's motion planners."""
