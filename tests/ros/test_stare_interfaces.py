@@ -25,11 +25,12 @@ SPIN_STEP_S = 0.05
 MAX_SPINS = 1000  # hard cap on loop iterations, independent of the clock
 
 
-def _import_or_skip(module: str):
+def _import_or_fail(module: str):
+    """Import a ROS module; a missing one is a broken setup, so the test fails rather than skips."""
     try:
         return __import__(module, fromlist=["_"])
-    except ImportError as exc:  # e.g. not installed, or libs not found without the bootstrapper
-        pytest.skip(f"{module} unavailable ({exc}); run scripts/setup/ros.sh <venv>")
+    except ImportError as exc:
+        pytest.fail(f"{module} unavailable ({exc}); the setup (scripts/setup/ros.sh <venv>) is broken")
 
 
 def _sample_rclpy_msg():
@@ -76,8 +77,8 @@ def _spin_until(executor, done, timeout_s: float) -> bool:
 
 
 def test_stage_state_pub_sub(ros_isolation: int) -> None:
-    rclpy = _import_or_skip("rclpy")
-    _import_or_skip("stare_interfaces.msg")
+    rclpy = _import_or_fail("rclpy")
+    _import_or_fail("stare_interfaces.msg")
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from stare_interfaces.msg import StageState
@@ -121,7 +122,7 @@ def test_stage_state_pub_sub(ros_isolation: int) -> None:
 
 
 def _typestore_with_stare_types():
-    typesys = _import_or_skip("rosbags.typesys")
+    typesys = _import_or_fail("rosbags.typesys")
     typestore = typesys.get_typestore(typesys.Stores.ROS2_JAZZY)
     types: dict = {}
     msg_files = sorted(MSG_DIR.glob("*.msg"))
@@ -133,7 +134,7 @@ def _typestore_with_stare_types():
 
 
 def test_stage_state_rosbags_mcap_round_trip(tmp_path: Path) -> None:
-    rosbag2 = _import_or_skip("rosbags.rosbag2")
+    rosbag2 = _import_or_fail("rosbags.rosbag2")
     typestore = _typestore_with_stare_types()
     msgtype = "stare_interfaces/msg/StageState"
     StageState = typestore.types[msgtype]
