@@ -7,6 +7,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from stare_policy.stages.spec import TaskStages
+from stare_policy.stages.tasks import STAGE_SPECS
+
 
 @dataclass(frozen=True)
 class CameraSpec:
@@ -57,6 +60,12 @@ class TaskSpec:
     @property
     def instruction(self) -> str:
         return self.instructions[0]
+
+    @property
+    def stages(self) -> TaskStages | None:
+        """The task's StARe stages, kept in `stare_policy.stages.tasks` so that the robot-side segmenter,
+        which has only `stare_policy`, reads the same definition (None for tasks without stages)."""
+        return STAGE_SPECS.get(self.env_id)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
