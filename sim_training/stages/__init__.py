@@ -1,0 +1,1 @@
+"""StARe in simulation: stage-labelled rollouts, dataset segmentation, the `stare-stages` CLI."""
