@@ -1,0 +1,193 @@
+"""The vision-language-action model: LLaVA backbone + proprio token + action tokens + value head.
+
+Sequence per sample (prompts left-padded so that every sequence ends with its last prompt token; pads are
+masked and skipped by the position ids):
+
+    [image patches] [proprio] [pad ...] [<s> In: What action should the robot take to ...?\\nOut:] [a1 .. a7]
+
+The 7 action tokens are decoded autoregressively with a KV cache. log pi(a|s) is the sum over the 7
+dimensions of the log-softmax restricted to the `n_bins` action-token logits; the entropy is the mean of
+the 7 categorical entropies; the value head reads the hidden state of the token just before the first
+action token (RL4VLA). The same code runs the small and the large backbone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.cache_utils import DynamicCache
+
+from stare_policy.model.backbone import Backbone
+from stare_policy.model.config import VLAConfig
+
+
+@dataclass
+class VLAInputs:
+    """A batch the model reads; built by `VLAProcessor`."""
+
+    images: torch.Tensor
+    """(B, H, W, 3) uint8 RGB."""
+    prompt_ids: torch.Tensor
+    """(B, L) int64, left-padded."""
+    prompt_mask: torch.Tensor
+    """(B, L) bool, False on padding."""
+    proprio: torch.Tensor | None
+    """(B, P) float32, normalised; None when the model has no proprio input."""
+
+    def to(self, device: torch.device | str) -> "VLAInputs":
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return VLAInputs(move(self.images), move(self.prompt_ids), move(self.prompt_mask), move(self.proprio))
+
+
+@dataclass
+class ActionSample:
+    bins: torch.Tensor
+    """(B, D) int64 bin indices (token id minus the action-token offset)."""
+    log_prob: torch.Tensor
+    """(B,) sum over dimensions of log pi of each chosen bin."""
+    value: torch.Tensor
+    """(B,) value estimate of the state."""
+
+
+class VLA(nn.Module):
+    def __init__(self, config: VLAConfig, backbone: Backbone):
+        super().__init__()
+        self.config = config
+        self.backbone = backbone.module
+        self._llava = [backbone.llava]  # a list keeps it out of the module tree (it is inside `backbone`)
+        self.frozen_keys = frozenset(f"backbone.{key}" for key in backbone.frozen_keys)
+        llava = backbone.llava
+        hidden = llava.config.text_config.hidden_size
+        self.vocab_size = llava.config.text_config.vocab_size
+        self.action_offset = self.vocab_size - config.n_bins
+        vision = llava.config.vision_config
+        self.image_size = vision.image_size
+        self.proprio_proj = nn.Linear(config.proprio_dim, hidden) if config.proprio_dim else None
+        self.value_head = nn.Sequential(
+            nn.Linear(hidden, config.value_hidden), nn.GELU(), nn.Linear(config.value_hidden, 1)
+        )
+        self.register_buffer("image_mean", torch.tensor(config.image_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(config.image_std).view(1, 3, 1, 1), persistent=False)
+        dtype = next(llava.parameters()).dtype
+        for module in (self.proprio_proj, self.value_head):
+            if module is not None:
+                module.to(dtype)
+
+    # -- pieces -------------------------------------------------------------------------------------------
+    @property
+    def llava(self):
+        return self._llava[0]
+
+    @property
+    def language_model(self) -> nn.Module:
+        return self.llava.model.language_model
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.llava.lm_head.weight.dtype
+
+    def pixel_values(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, H, W, 3) -> normalised float (B, 3, S, S) at the vision tower's resolution."""
+        x = images.permute(0, 3, 1, 2).float().div_(255.0)
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        return ((x - self.image_mean) / self.image_std).to(self.dtype)
+
+    def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.llava.model.get_image_features(pixel_values=self.pixel_values(images)).pooler_output
+        return torch.stack(list(features)) if isinstance(features, (list, tuple)) else features
+
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.language_model.get_input_embeddings()(ids)
+
+    def action_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits of the action tokens only: (..., hidden) -> (..., n_bins), in float32."""
+        logits = self.llava.lm_head(hidden)
+        return logits[..., self.action_offset : self.action_offset + self.config.n_bins].float()
+
+    def value(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.value_head(hidden).squeeze(-1).float()
+
+    def prefix(self, inputs: VLAInputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Embeddings (B, T, d), attention mask (B, T) and position ids (B, T) of image+proprio+prompt."""
+        image = self.image_tokens(inputs.images)
+        parts = [image]
+        if self.proprio_proj is not None:
+            if inputs.proprio is None:
+                raise ValueError("this model reads proprioception, but the inputs carry none")
+            parts.append(self.proprio_proj(inputs.proprio.to(self.dtype)).unsqueeze(1))
+        # Prompts are left-padded, so every sequence ends with its last prompt token; the pads sit between
+        # the fixed-length prefix and the prompt, masked out and skipped by the position ids.
+        embeds = torch.cat([*parts, self.embed_tokens(inputs.prompt_ids)], dim=1)
+        n_fixed = embeds.shape[1] - inputs.prompt_ids.shape[1]
+        mask = torch.cat([inputs.prompt_mask.new_ones(len(embeds), n_fixed), inputs.prompt_mask], dim=1)
+        positions = (mask.long().cumsum(1) - 1).clamp_(min=0)
+        return embeds, mask, positions
+
+    def _run(self, embeds, mask, positions, cache=None) -> torch.Tensor:
+        out = self.language_model(
+            inputs_embeds=embeds,
+            attention_mask=None if bool(mask.all()) else mask.long(),
+            position_ids=positions,
+            cache=cache,
+            use_cache=cache is not None,
+        )
+        return out.last_hidden_state
+
+    # -- learning -------------------------------------------------------------------------------------------
+    def forward(self, inputs: VLAInputs, bins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced action logits (B, D, n_bins) and the hidden state before the first action token."""
+        embeds, mask, positions = self.prefix(inputs)
+        d = bins.shape[1]
+        embeds = torch.cat([embeds, self.embed_tokens(bins[:, :-1] + self.action_offset)], dim=1)
+        mask = torch.cat([mask, mask.new_ones(len(mask), d - 1)], dim=1)
+        steps = torch.arange(1, d, device=positions.device)
+        positions = torch.cat([positions, positions[:, -1:] + steps], dim=1)
+        hidden = self._run(embeds, mask, positions)[:, -d:]
+        return self.action_logits(hidden), hidden[:, 0]
+
+    def evaluate_actions(
+        self, inputs: VLAInputs, bins: torch.Tensor, temperature: float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """log pi(a|s) (B,), entropy (B,) and value (B,) of given action bins (B, D)."""
+        logits, before_first = self.forward(inputs, bins)
+        logp = F.log_softmax(logits / max(temperature, 1e-6), dim=-1)
+        log_prob = logp.gather(-1, bins.unsqueeze(-1)).squeeze(-1).sum(-1)
+        entropy = -(logp.exp() * logp).sum(-1).mean(-1)
+        return log_prob, entropy, self.value(before_first)
+
+    # -- acting -----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(
+        self, inputs: VLAInputs, temperature: float = 0.0, generator: torch.Generator | None = None
+    ) -> ActionSample:
+        """Decode D action tokens with a KV cache; greedy when temperature == 0.
+
+        The log-probability is taken under the sampling distribution (softmax of logits / temperature),
+        or under temperature 1 for greedy decoding.
+        """
+        embeds, mask, positions = self.prefix(inputs)
+        cache = DynamicCache(config=self.language_model.config)
+        hidden = self._run(embeds, mask, positions, cache)[:, -1]
+        value = self.value(hidden)
+        position = positions[:, -1:]
+        bins, log_prob = [], torch.zeros(len(hidden), device=hidden.device)
+        for dim in range(self.config.action_dim):
+            logits = self.action_logits(hidden)
+            logp = F.log_softmax(logits / temperature if temperature > 0 else logits, dim=-1)
+            if temperature > 0:
+                choice = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
+            else:
+                choice = logits.argmax(-1)
+            log_prob += logp.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
+            bins.append(choice)
+            if dim + 1 == self.config.action_dim:
+                break
+            mask = torch.cat([mask, mask.new_ones(len(mask), 1)], dim=1)
+            position = position + 1
+            token = self.embed_tokens(choice.unsqueeze(1) + self.action_offset)
+            hidden = self._run(token, mask, position, cache)[:, -1]
+        return ActionSample(torch.stack(bins, dim=1), log_prob, value)

@@ -1,0 +1,94 @@
+"""The policy interface: RGB image + instruction + proprioception -> a 7-D end-effector delta action.
+
+    policy = VLAPolicy.load("runs/sft-pick")
+    action = policy.act(image, "pick up the red cube", {"qpos": qpos, "tcp_pose": tcp_pose})
+
+`act` accepts one observation ((H, W, 3) image) or a batch ((B, H, W, 3)); it returns de-normalised
+actions of matching shape. `step` also returns the chosen tokens, their log-probability and the value;
+`evaluate` gives log pi, entropy and value of given actions with gradients, for preference and RL updates.
+Temperature 0 is greedy decoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from stare_policy.model import checkpoint
+from stare_policy.model.processor import VLAProcessor
+from stare_policy.model.vla import VLA, VLAInputs
+
+
+@dataclass
+class PolicyStep:
+    action: np.ndarray
+    """(B, 7) de-normalised actions (or (7,) for a single observation)."""
+    bins: torch.Tensor
+    """(B, 7) chosen action-token bins."""
+    log_prob: torch.Tensor
+    """(B,) log pi of the chosen tokens."""
+    value: torch.Tensor
+    """(B,) value estimate."""
+
+
+class VLAPolicy:
+    def __init__(self, model: VLA, processor: VLAProcessor, tasks: Sequence[dict[str, Any]] = ()):
+        self.model = model
+        self.processor = processor
+        self.tasks = list(tasks)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "VLAPolicy":
+        ckpt = checkpoint.load(path, device)
+        return cls(ckpt.model, ckpt.processor, ckpt.tasks)
+
+    def save(self, path: str | Path, **extra: Any) -> None:
+        with checkpoint.atomic_directory(path) as tmp:
+            checkpoint.save(tmp, self.model, self.processor, self.tasks, **extra)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def default_instruction(self, env_id: str | None = None) -> str:
+        """The canonical instruction of a task the policy was trained for (the first one by default)."""
+        for task in self.tasks:
+            if env_id is None or task.get("env_id") == env_id:
+                return task["instructions"][0]
+        raise KeyError(f"the policy was not trained for task {env_id!r}")
+
+    def inputs(self, image: Any, instruction: str | Sequence[str], proprio: Any = None) -> VLAInputs:
+        return self.processor(image, instruction, proprio).to(self.device)
+
+    @torch.inference_mode()
+    def step(
+        self,
+        image: Any,
+        instruction: str | Sequence[str],
+        proprio: Any = None,
+        *,
+        temperature: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> PolicyStep:
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        single = getattr(image, "ndim", 0) == 3
+        sample = self.model.sample(self.inputs(image, instruction, proprio), temperature, generator)
+        action = self.processor.actions(sample.bins)
+        return PolicyStep(action[0] if single else action, sample.bins, sample.log_prob, sample.value)
+
+    def act(self, image: Any, instruction: str | Sequence[str], proprio: Any = None, *, temperature: float = 0.0,
+            generator: torch.Generator | None = None) -> np.ndarray:
+        return self.step(image, instruction, proprio, temperature=temperature, generator=generator).action
+
+    def evaluate(
+        self, inputs: VLAInputs, actions: np.ndarray | torch.Tensor, temperature: float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """log pi (B,), entropy (B,), value (B,) of actions (B, 7); float actions are tokenised first."""
+        bins = actions if isinstance(actions, torch.Tensor) and not actions.is_floating_point() \
+            else self.processor.bins(np.asarray(actions))
+        return self.model.evaluate_actions(inputs, bins.to(self.device).clone(), temperature)
