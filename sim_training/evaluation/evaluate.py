@@ -1,0 +1,69 @@
+"""Evaluate a policy on one task: closed-loop episodes on consecutive seeds, summary, videos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from sim_training.evaluation.report import EvalSummary, summarize, write_video
+from sim_training.evaluation.rollout import EpisodeRecord, run_async, run_waves
+from sim_training.evaluation.stages import make_eval_env, stage_completion
+from sim_training.tasks import TaskSpec
+from stare_policy.policy import VLAPolicy
+
+EVAL_SEED_START = 1_000_000
+"""Evaluation seeds start far from the demonstration seeds (which start at 0)."""
+
+
+def evaluate(
+    policy: VLAPolicy,
+    spec: TaskSpec,
+    *,
+    episodes: int,
+    seed_start: int = EVAL_SEED_START,
+    workers: int = 2,
+    sim_backend: str = "cpu",
+    temperature: float = 0.0,
+    instruction: str | None = None,
+    videos: int = 0,
+    video_dir: Path | None = None,
+    seed: int = 0,
+    on_episode: Callable[[EpisodeRecord], None] | None = None,
+) -> EvalSummary:
+    instruction = instruction or spec.instruction
+    generator = torch.Generator(device=policy.device).manual_seed(seed) if temperature > 0 else None
+
+    def act(images, proprio) -> np.ndarray:
+        return policy.act(images, instruction, proprio, temperature=temperature, generator=generator)
+
+    seeds = list(range(seed_start, seed_start + episodes))
+    num_envs = min(workers, episodes)
+    env, names = make_eval_env(spec, num_envs, sim_backend)
+    try:
+        run = run_waves if sim_backend in ("gpu", "physx_cuda") else run_async
+        records, stats = run(env, spec, act, seeds, video_episodes=videos, on_episode=on_episode)
+    finally:
+        env.close()
+    video_files = []
+    if videos and video_dir is not None:
+        for rec in records[:videos]:
+            path = Path(video_dir) / f"{spec.env_id}_seed{rec.seed}_{'success' if rec.success else 'fail'}.mp4"
+            write_video(rec.frames, path, fps=spec.control_freq)
+            video_files.append(str(path))
+    return summarize(spec.env_id, records, stage_completion(names, records), extra={
+        "instruction": instruction,
+        "temperature": temperature,
+        "sim_backend": sim_backend,
+        "workers": num_envs,
+        "stages": list(names) if names else [],
+        "env_steps": stats.env_steps,
+        "seconds": round(stats.seconds, 3),
+        "steps_per_second": round(stats.env_steps / stats.seconds, 3) if stats.seconds else None,
+        "policy_seconds": round(stats.policy_seconds, 3),
+        "videos": video_files,
+        "per_episode": [{"seed": r.seed, "success": r.success, "length": r.length,
+                         "furthest_stage": r.furthest_stage} for r in records],
+    })

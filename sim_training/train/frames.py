@@ -1,0 +1,104 @@
+"""Every step of one or more datasets in memory, as flat per-frame arrays for supervised learning.
+
+Datasets may be of different tasks (multi-task training); they must share the camera size and action
+dimension. The validation split holds out whole episodes (frames of one episode are near-duplicates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from sim_training.data import Dataset, DatasetError, action_statistics
+from sim_training.tasks import TaskSpec
+
+
+@dataclass
+class Frames:
+    images: np.ndarray
+    """(N, H, W, 3) uint8."""
+    proprio: dict[str, np.ndarray]
+    """Per key (N, d) float32, e.g. qpos and tcp_pose."""
+    actions: np.ndarray
+    """(N, 7) float32."""
+    task_index: np.ndarray
+    """(N,) index into `tasks`."""
+    instruction_index: np.ndarray
+    """(N,) index into `instructions`: the instruction the episode was recorded with."""
+    episode: np.ndarray
+    """(N,) global episode number."""
+    tasks: list[TaskSpec]
+    instructions: list[str]
+    sources: list[str]
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def proprio_stats(self, keys: Sequence[str], rows: np.ndarray) -> dict[str, list[float]]:
+        values = np.concatenate([self.proprio[k][rows] for k in keys], axis=1).astype(np.float64)
+        return {"mean": values.mean(0).tolist(), "std": values.std(0).tolist()}
+
+    def action_stats(self, rows: np.ndarray) -> dict[str, list[float]]:
+        return action_statistics(self.actions[rows])
+
+    def split(self, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frame indices of training and validation episodes (at least one validation episode per task
+        with two or more episodes)."""
+        rng = np.random.default_rng(seed)
+        val_episodes: list[int] = []
+        for t in range(len(self.tasks)):
+            episodes = np.unique(self.episode[self.task_index == t])
+            if len(episodes) < 2 or val_fraction <= 0:
+                continue
+            n_val = min(len(episodes) - 1, max(1, round(val_fraction * len(episodes))))
+            val_episodes.extend(rng.choice(episodes, n_val, replace=False).tolist())
+        is_val = np.isin(self.episode, val_episodes)
+        return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def load_frames(paths: Sequence[str | Path], proprio_keys: Sequence[str]) -> Frames:
+    """Read datasets into memory; raises DatasetError on mismatched or malformed data."""
+    images, actions, task_index, instr_index, episode = [], [], [], [], []
+    proprio: dict[str, list[np.ndarray]] = {k: [] for k in proprio_keys}
+    tasks: list[TaskSpec] = []
+    instructions: list[str] = []
+    n_episodes = 0
+    for path in paths:
+        dataset = Dataset(path)
+        if dataset.spec not in tasks:
+            tasks.append(dataset.spec)
+        t = tasks.index(dataset.spec)
+        for ep in dataset:
+            missing = [k for k in proprio_keys if k not in ep.arrays]
+            if missing:
+                raise DatasetError(f"{path}: episode (seed {ep.seed}) lacks proprio arrays {missing}")
+            if ep.instruction not in instructions:
+                instructions.append(ep.instruction)
+            n = len(ep)
+            images.append(ep.arrays["image"])
+            actions.append(ep.arrays["action"].astype(np.float32))
+            for k in proprio_keys:
+                proprio[k].append(ep.arrays[k].astype(np.float32))
+            task_index.append(np.full(n, t))
+            instr_index.append(np.full(n, instructions.index(ep.instruction)))
+            episode.append(np.full(n, n_episodes))
+            n_episodes += 1
+    if not images:
+        raise DatasetError("no episodes in " + ", ".join(map(str, paths)))
+    shapes = {im.shape[1:] for im in images}
+    if len(shapes) > 1:
+        raise DatasetError(f"datasets have different image shapes {sorted(shapes)}; train on one camera size")
+    return Frames(
+        images=np.concatenate(images),
+        proprio={k: np.concatenate(v) for k, v in proprio.items()},
+        actions=np.concatenate(actions),
+        task_index=np.concatenate(task_index),
+        instruction_index=np.concatenate(instr_index),
+        episode=np.concatenate(episode),
+        tasks=tasks,
+        instructions=instructions,
+        sources=[str(p) for p in paths],
+    )
