@@ -80,6 +80,8 @@ class ShapedReward(gym.Wrapper):
         phi_next = potential(stage, measures, self.stages)
         shaping = self.gamma * phi_next - self.phi
         self.phi = phi_next
+        if isinstance(reward, torch.Tensor) and not reward.is_floating_point():  # sparse reward: a success flag
+            reward = reward.float()
         reward = reward + _like(shaping, reward)
         batched = isinstance(reward, torch.Tensor)
         for key, values in (("stage", stage), ("stage_potential", phi_next), ("shaping", shaping),

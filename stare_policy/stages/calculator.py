@@ -51,9 +51,9 @@ Potential = Callable[[Measures, StageThresholds], np.ndarray]
 
 POTENTIALS: dict[str, Potential] = {
     "reach": lambda m, th: _sigmoid(1.0 - m.reach / th.distance_scale_m) / _sigmoid(1.0),
-    "grasp": lambda m, th: m.grasped * (0.5 + 0.5 * np.clip(m.lift / th.lift_m, 0.0, 1.0)),
+    "grasp": lambda m, th: m.grasped * (0.5 + 0.5 * np.clip(m.lift / th.carry_m, 0.0, 1.0)),
     "target": lambda m, th: 1.0 - np.tanh(m.target / th.distance_scale_m),
-    "lift": lambda m, th: m.grasped * np.clip(m.lift / th.raise_m, 0.0, 1.0),
+    "lift": lambda m, th: m.grasped * (0.5 * np.clip(m.lift / th.raise_m, 0.0, 1.0) + 0.5 * (1.0 - m.tilt / (np.pi / 2))),
     "upright": lambda m, th: 0.5 * (1.0 - m.tilt / (np.pi / 2)) + 0.5 * (1.0 - np.tanh(m.height_error / th.distance_scale_m)),
 }
 """Intra-stage progress phi_k in [0, 1] by name (`Stage.potential`). Reach uses the paper's

@@ -166,13 +166,16 @@ class ChainFK:
         """One configuration (floats): (px, py, pz, r00, ..., r22), rotation row-major."""
         return self._fk(q, math.cos, math.sin)
 
-    def batch(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """N configurations (N, dof) -> positions (N, 3) and rotation matrices (N, 3, 3)."""
+    def batch(self, q: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+        """N configurations (N, dof) -> positions (N, 3) and rotation matrices (N, 3, 3). Works through
+        `chunk` rows at a time so that the ~100 intermediate arrays stay in cache."""
         q = np.asarray(q)
         if q.ndim != 2 or q.shape[1] != self.dof:
             raise ValueError(f"expected joint angles of shape (N, {self.dof}), got {q.shape}")
+        out = np.empty((len(q), 12), dtype=np.result_type(q.dtype, np.float32))
         cols = np.ascontiguousarray(q.T)
-        out = [np.broadcast_to(v, (len(q),)) for v in self._fk(cols, np.cos, np.sin)]
-        pos = np.stack(out[:3], axis=1)
-        rot = np.stack(out[3:], axis=1).reshape(len(q), 3, 3)
-        return pos, rot
+        for start in range(0, len(q), chunk):
+            part = cols[:, start:start + chunk]
+            for j, value in enumerate(self._fk(part, np.cos, np.sin)):
+                out[start:start + chunk, j] = value
+        return out[:, :3], out[:, 3:].reshape(len(q), 3, 3)

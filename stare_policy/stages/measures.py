@@ -8,6 +8,7 @@ Inputs use the dataset's names (docs/data-format.md): `priv.tcp_pose`, `priv.<ac
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,8 @@ class Measures:
     """The robot holds the object (False for tasks without a grasp)."""
     lift: np.ndarray
     """Object height above its height at the start of the episode."""
+    obj: np.ndarray
+    """(N, 3) object position."""
     target: np.ndarray
     """Object to the target point (inf where the task has no target point)."""
     tilt: np.ndarray
@@ -41,6 +44,10 @@ class Measures:
 
     def __len__(self) -> int:
         return len(self.gripper)
+
+    def rows(self, index) -> "Measures":
+        """The measures of some rows (a slice keeps them 1-D)."""
+        return Measures(**{f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)})
 
 
 def x_axis(quat_wxyz: np.ndarray) -> np.ndarray:
@@ -82,6 +89,7 @@ def compute_measures(state: dict, spec: TaskStages, object_start: np.ndarray | N
         reach=_segment_distance(tcp, obj + np.asarray(spec.contact_offset), axis, spec.grasp_span_m),
         grasped=np.asarray(state.get("priv.is_grasped", np.zeros(n, bool)), dtype=bool).reshape(n),
         lift=obj[..., 2] - start[..., 2],
+        obj=obj,
         target=target,
         tilt=np.arccos(np.clip(np.abs(axis[..., 2]), 0.0, 1.0)),
         height_error=np.abs(obj[..., 2] - upright) if upright is not None else np.zeros(n),

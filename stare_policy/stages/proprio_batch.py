@@ -16,31 +16,25 @@ import numpy as np
 
 from stare_policy.stages.kinematics import ChainFK
 from stare_policy.stages.proprioceptive import (
-    EVENTS, N_ARM, N_FINGERS, Reference, Sample, check_spec, grasp_stage, holding_from,
+    EVENTS, N_ARM, N_FINGERS, Reference, Sample, check_spec, holding_from,
 )
 from stare_policy.stages.segmentation import UNKNOWN, Segmentation
 from stare_policy.stages.spec import TaskStages
 
 
-def _validated(qpos, gripper, times, i: int, rate_hz: float):
-    q, g = np.asarray(qpos, dtype=np.float64), np.asarray(gripper, dtype=np.float64).reshape(-1)
-    if q.ndim != 2 or q.shape[1] != N_ARM + N_FINGERS:
-        raise ValueError(f"episode {i}: expected joint positions of shape (T, {N_ARM + N_FINGERS}) "
-                         f"({N_ARM} arm + {N_FINGERS} finger joints), got {q.shape}")
-    t = np.arange(len(q)) / rate_hz if times is None else np.asarray(times, dtype=np.float64).reshape(-1)
-    if len(g) != len(q) or len(t) != len(q):
-        raise ValueError(f"episode {i}: {len(q)} joint samples but {len(g)} gripper commands and {len(t)} times")
-    valid = np.isfinite(q).all(1) & np.isfinite(g) & np.isfinite(t)
-    return q[valid], g[valid], t[valid], np.flatnonzero(valid), len(q)
-
-
-def _padded(parts: list[np.ndarray], width: int) -> np.ndarray:
-    out = np.zeros((len(parts), width) + parts[0].shape[1:])
-    for row, part in enumerate(parts):
-        out[row, :len(part)] = part
-        if len(part):
-            out[row, len(part):] = part[-1]
-    return out
+def _check_shapes(qpos, gripper, times) -> list[int]:
+    lengths = []
+    for i, (q, g) in enumerate(zip(qpos, gripper, strict=True)):
+        shape = np.shape(q)
+        if len(shape) != 2 or shape[1] != N_ARM + N_FINGERS:
+            raise ValueError(f"episode {i}: expected joint positions of shape (T, {N_ARM + N_FINGERS}) "
+                             f"({N_ARM} arm + {N_FINGERS} finger joints), got {shape}")
+        n_times = shape[0] if times is None else np.size(times[i])
+        if np.size(g) != shape[0] or n_times != shape[0]:
+            raise ValueError(f"episode {i}: {shape[0]} joint samples but {np.size(g)} gripper commands "
+                             f"and {n_times} times")
+        lengths.append(shape[0])
+    return lengths
 
 
 def segment_proprio_batch(
@@ -57,60 +51,80 @@ def segment_proprio_batch(
     check_spec(spec)
     fk = fk or ChainFK()
     th = spec.thresholds
-    eps = [_validated(q, g, None if times is None else times[i], i, rate_hz)
-           for i, (q, g) in enumerate(zip(qpos, gripper, strict=True))]
-    lengths = np.array([len(e[0]) for e in eps])
-    width_cols = max(int(lengths.max(initial=0)), 1)
-    all_q = np.concatenate([e[0][:, :N_ARM] for e in eps]) if eps else np.zeros((0, N_ARM))
-    pos = np.split(fk.batch(all_q)[0], np.cumsum(lengths)[:-1]) if len(all_q) else [np.zeros((0, 3))] * len(eps)
+    lengths = np.array(_check_shapes(qpos, gripper, times), dtype=np.int64)
+    n_eps, total = len(lengths), int(lengths.sum())
+    if n_eps == 0:
+        return []
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    q = np.concatenate([np.asarray(v, dtype=np.float64) for v in qpos]) if total else np.zeros((0, 9))
+    g = np.concatenate([np.asarray(v, dtype=np.float64).reshape(-1) for v in gripper])
+    local = np.arange(total) - np.repeat(starts, lengths)
+    t = local / rate_hz if times is None else np.concatenate([np.asarray(v, np.float64).reshape(-1) for v in times])
+    valid = np.isfinite(q).all(1) & np.isfinite(g) & np.isfinite(t)
+    kept = np.flatnonzero(valid)
+    counts = np.concatenate([[0], np.cumsum(valid)])
+    n = counts[starts + lengths] - counts[starts]
+    first = counts[starts]
 
-    x, y, z = (_padded([p[:, j] for p in pos], width_cols) for j in range(3))
-    width = _padded([e[0][:, N_ARM] + e[0][:, N_ARM + 1] for e in eps], width_cols)
-    command = _padded([e[1] for e in eps], width_cols)
-    t = _padded([e[2] for e in eps], width_cols)
+    width_cols = max(int(n.max()), 1)
     cols = np.arange(width_cols)[None, :]
-    live = cols < lengths[:, None]
+    live = cols < n[:, None]
+    # Episodes side by side, left-aligned over their usable samples, padded with their last one.
+    at = np.clip(first[:, None] + np.minimum(cols, n[:, None] - 1), 0, max(len(kept) - 1, 0))
+    pos, rot = fk.batch(q[kept, :N_ARM]) if len(kept) else (np.zeros((1, 3)), np.eye(3)[None])
+    x, y, z = pos[at, 0], pos[at, 1], pos[at, 2]
+    rot = rot.reshape(-1, 9)[at]
+    gather = kept[at] if len(kept) else np.zeros_like(at)
+    width = q[gather, N_ARM] + q[gather, N_ARM + 1] if total else np.zeros(at.shape)
+    command, t = (g[gather], t[gather]) if total else (np.zeros(at.shape), np.zeros(at.shape))
 
     old = np.maximum(np.arange(width_cols) - max(1, th.speed_window), 0)
     dist = np.sqrt((x - x[:, old]) ** 2 + (y - y[:, old]) ** 2 + (z - z[:, old]) ** 2)
     speed = dist / np.maximum(t - t[:, old], 1e-9)
-    prev_width = np.concatenate([width[:, :1], width[:, :-1]], axis=1)
-    f = Sample(x, y, z, width, prev_width, command, speed)
+    prev = np.maximum(np.arange(width_cols) - 1, 0)
+    width_rate = (width - width[:, prev]) / np.maximum(t - t[:, prev], 1e-9)
+    f = Sample(x, y, z, width, width_rate, command, speed, tuple(rot[..., j] for j in range(9)))
 
-    rows = np.arange(len(eps))
+    rows = np.arange(n_eps)
     labels = np.zeros(x.shape, np.int64)
-    entered = np.zeros(len(eps), np.int64)
-    ref = [x[:, 0], y[:, 0], z[:, 0], z[:, 0]]
-    scanning = lengths > 0
-    grasp = grasp_stage(spec)
+    entered = np.zeros(n_eps, np.int64)
+    ref = [x[:, 0], y[:, 0], z[:, 0], rot[:, 0]]
+    scanning = n > 0
     for k, stage in enumerate(spec.stages[1:], start=1):
         after = cols > entered[:, None]
         since = np.where(after, speed, 0.0)
-        peak = np.concatenate([np.zeros((len(eps), 1)), np.maximum.accumulate(since, axis=1)[:, :-1]], axis=1)
-        r = Reference(*(v[:, None] for v in ref), peak=peak)
+        peak = np.concatenate([np.zeros((n_eps, 1)), np.maximum.accumulate(since, axis=1)[:, :-1]], axis=1)
+        r = Reference(*(v[:, None] for v in ref[:3]), peak=peak, rot=tuple(ref[3][:, None, j] for j in range(9)))
         hit = EVENTS[stage.proprio_entry](f, r, th, np) & after & live & scanning[:, None]
-        found, at = hit.any(1), hit.argmax(1)
-        labels = np.where(found[:, None] & (cols >= at[:, None]), k, labels)
-        new = [x[rows, at], y[rows, at], z[rows, at], z[rows, at] if k == grasp else ref[3]]
-        ref = [np.where(found, n, o) for n, o in zip(new, ref)]
-        entered = np.where(found, at, entered)
+        found, hit_at = hit.any(1), hit.argmax(1)
+        labels = np.where(found[:, None] & (cols >= hit_at[:, None]), k, labels)
+        new = [x[rows, hit_at], y[rows, hit_at], z[rows, hit_at], rot[rows, hit_at]]
+        ref = [np.where(found.reshape((-1,) + (1,) * (v.ndim - 1)), v, o) for v, o in zip(new, ref)]
+        entered = np.where(found, hit_at, entered)
         scanning &= found
 
     closed = command < th.close_command
     holding = labels >= holding_from(spec)
     lost = holding & closed & (width < th.hold_width_m)
-    lost_onset = lost & ~np.concatenate([np.zeros((len(eps), 1), bool), lost[:, :-1]], axis=1)
+    lost_onset = lost & ~np.concatenate([np.zeros((n_eps, 1), bool), lost[:, :-1]], axis=1)
     was_closed = np.concatenate([closed[:, :1], closed[:, :-1]], axis=1)
     released = holding & was_closed & ~closed
 
-    out = []
-    for row, (_, _, _, index, total) in enumerate(eps):
-        n = lengths[row]
-        full = np.full(total, UNKNOWN, np.int64)
-        full[index] = labels[row, :n]
-        events = [(int(i), "bad_input") for i in np.setdiff1d(np.arange(total), index)]
-        events += [(int(index[s]), "grasp_lost") for s in np.flatnonzero(lost_onset[row, :n])]
-        events += [(int(index[s]), "released") for s in np.flatnonzero(released[row, :n])]
-        order = {"bad_input": 0, "grasp_lost": 1, "released": 2}
-        out.append(Segmentation(spec.names, full, sorted(events, key=lambda e: (e[0], order[e[1]]))))
+    full = np.full(total, UNKNOWN, np.int64)
+    full[kept] = labels[live]
+    events = _events(n_eps, starts, [
+        (np.flatnonzero(~valid), "bad_input"),
+        (kept[(first[:, None] + cols)[lost_onset & live]], "grasp_lost"),
+        (kept[(first[:, None] + cols)[released & live]], "released"),
+    ])
+    return [Segmentation(spec.names, full[s:s + k], ev) for s, k, ev in zip(starts, lengths, events)]
+
+
+def _events(n_eps: int, starts: np.ndarray, groups: list[tuple[np.ndarray, str]]) -> list[list[tuple[int, str]]]:
+    """Per-episode (step, name) lists, in step order (same-step events in the order of `groups`)."""
+    out: list[list[tuple[int, str]]] = [[] for _ in range(n_eps)]
+    flat = [(int(i), code) for code, (indices, _) in enumerate(groups) for i in indices]
+    for i, code in sorted(flat):
+        ep = int(np.searchsorted(starts, i, side="right") - 1)
+        out[ep].append((i - int(starts[ep]), groups[code][1]))
     return out

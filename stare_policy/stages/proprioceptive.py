@@ -1,9 +1,9 @@
 """Stage labels from what a real robot has: joint positions (7 arm + 2 finger joints), the commanded
 gripper action and time. The end-effector pose comes from forward kinematics of the robot's URDF.
 
-Events: the gripper is commanded closed (Grasp); closed fingers stall above zero opening (something is
-held) while the TCP has risen above where the grasp closed (Transport, Lift); after a carry, the TCP
-slows to a stop (Settle, Place, and the end of a push approach). `ProprioSegmenter` runs online, O(1)
+Events: closed fingers stall above zero opening, i.e. something is held (Grasp); still held, the TCP has
+moved away from where the grasp closed (Transport, Lift); the holding wrist turns (Upright); after a
+carry the TCP slows to a stop (Settle, Place, and the end of a push approach). `ProprioSegmenter` runs online, O(1)
 per sample with no look-ahead; `proprio_batch.segment_proprio_batch` gives identical labels for whole
 episodes at once. Both share the event definitions below, written with numpy's operator names so that
 they evaluate on floats and on arrays alike.
@@ -39,11 +39,13 @@ class Sample:
     z: object
     width: object
     """Finger opening, both fingers together."""
-    prev_width: object
-    """Finger opening at the previous sample."""
+    width_rate: object
+    """Change of the finger opening since the previous sample (m/s)."""
     command: object
     speed: object
     """TCP speed over the last `speed_window` samples (m/s)."""
+    rot: tuple
+    """TCP orientation, the 9 entries of its rotation matrix (row-major)."""
 
 
 @dataclass
@@ -53,15 +55,20 @@ class Reference:
     x: object
     y: object
     z: object
-    grasp_z: object
-    """TCP height when the gripper closed."""
     peak: object
     """Peak TCP speed since the stage began, before the current sample."""
+    rot: tuple
+    """TCP orientation when the stage began."""
 
 
 def held(f: Sample, th: StageThresholds, ops=FloatOps):
     """Closed fingers stopped by an object."""
-    return (f.command < th.close_command) & (f.width > th.hold_width_m) & (ops.abs(f.width - f.prev_width) < th.stall_m)
+    opening = (f.width > th.hold_width_m) & (f.width < th.open_width_m)
+    return (f.command < th.close_command) & opening & (ops.abs(f.width_rate) < th.stall_mps)
+
+
+def moved(f: Sample, r: Reference, ops=FloatOps):
+    return ops.sqrt((f.x - r.x) ** 2 + (f.y - r.y) ** 2 + (f.z - r.z) ** 2)
 
 
 def travel(f: Sample, r: Reference, th: StageThresholds, ops=FloatOps):
@@ -69,23 +76,24 @@ def travel(f: Sample, r: Reference, th: StageThresholds, ops=FloatOps):
     return ops.sqrt(planar if th.travel_in_plane else planar + (f.z - r.z) ** 2)
 
 
+def turned(f: Sample, r: Reference):
+    """trace(R_ref^T R) = 1 + 2 cos(angle turned since the stage began)."""
+    a, b = f.rot, r.rot
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2] + a[3] * b[3] + a[4] * b[4] + a[5] * b[5] + a[6] * b[6] + a[7] * b[7] + a[8] * b[8]
+
+
 EVENTS = {
-    "gripper_closed": lambda f, r, th, ops: f.command < th.close_command,
-    "held_lifted": lambda f, r, th, ops: held(f, th, ops) & (f.z - r.grasp_z >= th.lift_m),
-    "held_raised": lambda f, r, th, ops: held(f, th, ops) & (f.z - r.grasp_z >= th.raise_m),
+    "held": lambda f, r, th, ops: held(f, th, ops),
+    "held_moved": lambda f, r, th, ops: held(f, th, ops) & (moved(f, r, ops) >= th.carry_m),
+    "held_rotated": lambda f, r, th, ops: held(f, th, ops) & (turned(f, r) <= 1 + 2 * math.cos(th.rotate_rad)),
     "slowed": lambda f, r, th, ops: (travel(f, r, th, ops) >= th.min_travel_m) & (f.speed < th.slow_ratio * r.peak),
 }
 """Proprioceptive entry events by name, as used in `Stage.proprio_entry` (first stage: "start")."""
 
 
-def grasp_stage(spec: TaskStages) -> int:
-    """Stage whose start fixes the grasp height (-1 if the task never closes the gripper on purpose)."""
-    return next((k for k, s in enumerate(spec.stages) if s.proprio_entry == "gripper_closed"), -1)
-
-
 def holding_from(spec: TaskStages) -> int:
     """First stage during which the object is in hand (len(spec) if none)."""
-    return next((k for k, s in enumerate(spec.stages) if s.proprio_entry.startswith("held_")), len(spec))
+    return next((k for k, s in enumerate(spec.stages) if s.proprio_entry.startswith("held")), len(spec))
 
 
 def check_spec(spec: TaskStages) -> None:
@@ -106,11 +114,13 @@ class ProprioSegmenter:
         self.spec, self.rate_hz = spec, rate_hz
         self.fk = fk or ChainFK()
         self._th, self._events = spec.thresholds, [EVENTS.get(s.proprio_entry) for s in spec.stages]
-        self._grasp, self._holding = grasp_stage(spec), holding_from(spec)
+        self._holding = holding_from(spec)
         self.reset()
 
     def reset(self) -> None:
-        self.stage, self.samples = UNKNOWN, 0
+        self.label, self.samples = UNKNOWN, 0
+        """The label of the latest sample (UNKNOWN before the first usable one and for unusable ones)."""
+        self._stage = UNKNOWN
         self.events: list[tuple[int, str]] = []
         self.last_error = ""
         self._ref: Reference | None = None
@@ -120,7 +130,7 @@ class ProprioSegmenter:
 
     @property
     def stage_name(self) -> str:
-        return self.spec.names[self.stage] if self.stage >= 0 else UNKNOWN_NAME
+        return self.spec.names[self.label] if self.label >= 0 else UNKNOWN_NAME
 
     def _parse(self, qpos, gripper, t) -> tuple[list[float], float, float] | None:
         try:
@@ -145,25 +155,31 @@ class ProprioSegmenter:
         parsed = self._parse(qpos, gripper, t)
         if parsed is None:
             self.events.append((index, "bad_input"))
-            return UNKNOWN
-        q, command, now = parsed
-        x, y, z = self.fk.pose(q[:N_ARM])[:3]
+            self.label = UNKNOWN
+        else:
+            self.label = self._update(index, *parsed)
+        return self.label
+
+    def _update(self, index: int, q: list[float], command: float, now: float) -> int:
+        pose = self.fk.pose(q[:N_ARM])
+        x, y, z, rot = pose[0], pose[1], pose[2], pose[3:]
         width = q[N_ARM] + q[N_ARM + 1]
         th = self._th
         if self._ref is None:  # first usable sample: the episode starts in the first stage
             self._hist.extend([(x, y, z, now)] * self._hist.maxlen)
-            self._ref, self._width, self.stage = Reference(x, y, z, z, 0.0), width, 0
+            self._ref, self._width, self._stage = Reference(x, y, z, 0.0, rot), width, 0
             self._was_closed = command < th.close_command
             return 0
         ox, oy, oz, ot = self._hist[0]
+        width_rate = (width - self._width) / max(now - self._hist[-1][3], 1e-9)
         self._hist.append((x, y, z, now))
         speed = math.sqrt((x - ox) ** 2 + (y - oy) ** 2 + (z - oz) ** 2) / max(now - ot, 1e-9)
-        f = Sample(x, y, z, width, self._width, command, speed)
-        ref, stage = self._ref, self.stage
+        f = Sample(x, y, z, width, width_rate, command, speed, rot)
+        ref, stage = self._ref, self._stage
         nxt = stage + 1
         if nxt < len(self._events) and self._events[nxt](f, ref, th, FloatOps):
             stage = nxt
-            self._ref = Reference(x, y, z, z if stage == self._grasp else ref.grasp_z, 0.0)
+            self._ref = Reference(x, y, z, 0.0, rot)
         else:
             ref.peak = max(ref.peak, speed)
         closed = command < th.close_command
@@ -172,5 +188,5 @@ class ProprioSegmenter:
             self.events.append((index, "grasp_lost"))
         if stage >= self._holding and self._was_closed and not closed:
             self.events.append((index, "released"))
-        self.stage, self._width, self._was_closed, self._lost = stage, width, closed, lost
+        self._stage, self._width, self._was_closed, self._lost = stage, width, closed, lost
         return stage

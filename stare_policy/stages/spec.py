@@ -15,16 +15,19 @@ class StageThresholds:
     close_command: float = 0.0
     """Gripper commands below this mean "close" (+1 open, -1 closed)."""
     reach_m: float = 0.03
-    """Reach ends when the TCP is within this distance of the object's grasp region (or push contact
-    point) and, for grasping tasks, the gripper is commanded closed."""
-    lift_m: float = 0.01
-    """Grasp ends when the held object (privileged) or the TCP (proprioceptive) has risen this far above
-    where it was when the grasp closed."""
-    hold_width_m: float = 0.004
+    """Push/pull tasks: Reach ends when the TCP is within this distance of the contact point behind
+    (or in front of) the object. (Grasping tasks end Reach when the fingers close on the object.)"""
+    carry_m: float = 0.01
+    """Grasp ends when the held object (privileged) or the TCP (proprioceptive) has moved this far from
+    where the grasp closed: up for most goals, sideways for PickCube goals at table height."""
+    hold_width_m: float = 0.01
     """Finger opening (both fingers together) above which closed fingers are taken to be stopped by an
     object; below it they closed on nothing."""
-    stall_m: float = 0.001
-    """Closed fingers whose opening changed by less than this in one sample have stalled."""
+    open_width_m: float = 0.075
+    """Fingers opened wider than this hold nothing, stalled or not (the Panda opens to 0.08 m)."""
+    stall_mps: float = 0.1
+    """Closing fingers whose opening changes slower than this (m/s) have stalled. The simulated Panda
+    closes at ~0.8 m/s; a real Franka hand closes at <= 0.1 m/s, so lower this for one."""
     target_m: float = 0.025
     """Transport ends when the object is within this distance of the target point (PickCube's own
     success radius)."""
@@ -40,12 +43,13 @@ class StageThresholds:
     speed_window: int = 2
     """Samples over which the TCP speed is measured (online: a ring buffer, O(1) per sample)."""
     raise_m: float = 0.1
-    """Lift ends when the held object (or the TCP) is this far above where the grasp closed."""
+    """Height gain over which the Lift potential rises from 0 to 1."""
     upright_rad: float = 0.35
-    """Privileged: Upright begins once the object's long axis is within this angle of vertical...
-    (see `tilt_from_rad`)."""
-    rotate_rad: float = 0.15
-    """Proprioceptive: the wrist has turned this far since the stage began (the re-orientation move)."""
+    """Privileged: Upright (align and set down) begins once the object's long axis is within this angle
+    of vertical."""
+    rotate_rad: float = 0.25
+    """Proprioceptive stand-in: the wrist holding the object has turned this far since the stage began
+    (the expert turns the wrist to swing the peg upright)."""
     distance_scale_m: float = 0.1
     """Length scale L of the distance potentials (phi = sigmoid(1 - d/L), 1 - tanh(d/L))."""
 

@@ -12,18 +12,23 @@ import dataclasses
 from stare_policy.stages.spec import Stage, StageThresholds, TaskStages
 
 REACH = Stage("Reach", entry="start", proprio_entry="start", cost="reach", potential="reach")
-GRASP = Stage("Grasp", entry="closed_near", proprio_entry="gripper_closed", cost="grasp", potential="grasp")
-TRANSPORT = Stage("Transport", entry="lifted", proprio_entry="held_lifted", cost="transport", potential="target")
+GRASP = Stage("Grasp", entry="grasped", proprio_entry="held", cost="grasp", potential="grasp")
+TRANSPORT = Stage("Transport", entry="moved_in_hand", proprio_entry="held_moved", cost="transport", potential="target")
 SETTLE = Stage("Settle", entry="near_target", proprio_entry="slowed", cost="place", potential="target")
 PLACE = Stage("Place", entry="near_target", proprio_entry="slowed", cost="place", potential="target")
 PUSH_REACH = Stage("Reach", entry="start", proprio_entry="start", cost="reach", potential="reach")
 PUSH = Stage("Push", entry="at_contact", proprio_entry="slowed", cost="place", potential="target",
              observable=False)
 PULL = dataclasses.replace(PUSH, name="Pull")
-LIFT = Stage("Lift", entry="lifted", proprio_entry="held_lifted", cost="hold", potential="lift")
-UPRIGHT = Stage("Upright", entry="raised", proprio_entry="held_raised", cost="upright", potential="upright")
+LIFT = Stage("Lift", entry="moved_in_hand", proprio_entry="held_moved", cost="hold", potential="lift")
+UPRIGHT = Stage("Upright", entry="upright", proprio_entry="held_rotated", cost="upright", potential="upright",
+                observable=False)
+"""The expert grips the peg loosely so that it pivots in the fingers; its tilt cannot be read from the
+joints. The proprioceptive cue is the wrist turn that swings it upright."""
 
 CUBE_HALF = 0.02
+PUSHING = StageThresholds(reach_m=0.04, slow_ratio=0.7)
+"""The push/pull expert stops 3-3.5 cm from the contact point before pushing: that counts as arrived."""
 
 PICK_CUBE = TaskStages("PickCube-v1", (REACH, GRASP, TRANSPORT, SETTLE), object="cube", target="goal_site")
 
@@ -34,12 +39,12 @@ STACK_CUBE = TaskStages(
 
 PUSH_CUBE = TaskStages(
     "PushCube-v1", (PUSH_REACH, PUSH), object="obj", target="goal_region", target_xy=True,
-    contact_offset=(-CUBE_HALF - 0.005, 0.0, 0.0),
+    contact_offset=(-CUBE_HALF - 0.005, 0.0, 0.0), thresholds=PUSHING,
 )
 
 PULL_CUBE = TaskStages(
     "PullCube-v1", (PUSH_REACH, PULL), object="obj", target="goal_region", target_xy=True,
-    contact_offset=(CUBE_HALF + 0.01, 0.0, 0.0),
+    contact_offset=(CUBE_HALF + 0.01, 0.0, 0.0), thresholds=PUSHING,
 )
 
 LIFT_PEG_UPRIGHT = TaskStages(
