@@ -1,0 +1,76 @@
+"""The VLA's decoding and learning quantities agree with each other and with their definitions."""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stare_policy.policy import VLAPolicy
+
+
+INSTRUCTIONS = ["pick up the red cube and move it to the green goal", "push the blue cube into the target"]
+
+
+def _batch(observation, n=3):
+    images = np.stack([np.roll(observation["image"], 7 * i, axis=0) for i in range(n)])
+    proprio = {k: np.stack([v + 0.1 * i for i in range(n)]) for k, v in observation["proprio"].items()}
+    instructions = [INSTRUCTIONS[i % 2] if i != 2 else "zebra!" for i in range(n)]  # "zebra!" is unseen text
+    return images, instructions, proprio
+
+
+def test_kv_cache_decoding_matches_teacher_forcing(tiny_policy, observation):
+    model, processor = tiny_policy
+    inputs = processor(*_batch(observation))
+    sample = model.sample(inputs, temperature=0.0)
+    logits, before_first = model(inputs, sample.bins)
+    assert logits.shape == (3, 7, 256)
+    assert torch.equal(logits.argmax(-1), sample.bins), "greedy KV-cache decode differs from a full forward pass"
+    log_prob, entropy, value = model.evaluate_actions(inputs, sample.bins)
+    torch.testing.assert_close(log_prob, sample.log_prob, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(value, sample.value, atol=1e-5, rtol=1e-5)
+    # Definitions: log pi = sum over dims of log-softmax over the 256 action-token logits only;
+    # entropy = mean of the 7 categorical entropies; value from the state before the first action token.
+    full = model.llava.lm_head(model._run(*model.prefix(inputs))[:, -1])
+    restricted = full[:, model.action_offset:]
+    assert restricted.shape[-1] == 256 and model.action_offset + 256 == model.vocab_size
+    torch.testing.assert_close(restricted.float(), logits[:, 0], atol=1e-5, rtol=1e-5)
+    logp = F.log_softmax(logits, -1)
+    torch.testing.assert_close(log_prob, logp.gather(-1, sample.bins[..., None]).squeeze(-1).sum(-1))
+    torch.testing.assert_close(entropy, -(logp.exp() * logp).sum(-1).mean(-1))
+    torch.testing.assert_close(value, model.value(before_first))
+
+
+def test_padded_batch_equals_single_samples(tiny_policy, observation):
+    model, processor = tiny_policy
+    images, instructions, proprio = _batch(observation)
+    batched = model.sample(processor(images, instructions, proprio))
+    for i in range(3):
+        one = model.sample(processor(images[i], instructions[i], {k: v[i] for k, v in proprio.items()}))
+        assert torch.equal(one.bins[0], batched.bins[i])
+        torch.testing.assert_close(one.log_prob[0], batched.log_prob[i], atol=1e-4, rtol=1e-4)
+
+
+def test_temperature_sampling_is_seeded_and_greedy_is_deterministic(tiny_policy, observation):
+    model, processor = tiny_policy
+    policy = VLAPolicy(model, processor)
+    image, proprio = observation["image"], observation["proprio"]
+    greedy = [policy.act(image, INSTRUCTIONS[0], proprio) for _ in range(2)]
+    assert greedy[0].shape == (7,) and np.array_equal(*greedy)
+    hot = [policy.act(np.stack([image] * 16), INSTRUCTIONS[0], {k: np.stack([v] * 16) for k, v in proprio.items()},
+                      temperature=5.0, generator=torch.Generator().manual_seed(1)) for _ in range(2)]
+    assert np.array_equal(*hot) and len(np.unique(hot[0], axis=0)) > 1
+    step = policy.step(image, INSTRUCTIONS[0], proprio, temperature=1.0, generator=torch.Generator().manual_seed(2))
+    log_prob, _, _ = policy.evaluate(policy.inputs(image, INSTRUCTIONS[0], proprio), step.bins)
+    torch.testing.assert_close(log_prob, step.log_prob, atol=1e-4, rtol=1e-4)
+
+
+def test_gradients_reach_every_trained_part(tiny_policy, observation):
+    model, processor = tiny_policy
+    model.train()
+    inputs = processor(*_batch(observation))
+    bins = torch.randint(0, 256, (3, 7))
+    log_prob, entropy, value = model.evaluate_actions(inputs, bins)
+    (-log_prob.mean() - 0.01 * entropy.mean() + value.pow(2).mean()).backward()
+    for name in ("backbone.model.vision_tower", "backbone.model.multi_modal_projector", "backbone.model.language_model",
+                 "backbone.lm_head", "proprio_proj", "value_head"):
+        grads = [p.grad for n, p in model.named_parameters() if n.startswith(name) and p.requires_grad]
+        assert grads and all(g is not None for g in grads), name
