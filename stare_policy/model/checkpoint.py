@@ -74,8 +74,8 @@ def build(
         )
         backbone = build_small(llava_config)
     else:
-        text_tokenizer = load_text_tokenizer(config.base_model_path)
         backbone = load_large(config, config.n_bins)
+        text_tokenizer = load_text_tokenizer(config.base_model_path)
     model = VLA(config, backbone)
     actions = ActionTokenizer.from_stats(
         action_stats, n_bins=config.n_bins, gripper_dims=config.gripper_dims, token_offset=model.action_offset

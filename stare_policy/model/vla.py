@@ -71,6 +71,11 @@ class VLA(nn.Module):
         )
         self.register_buffer("image_mean", torch.tensor(config.image_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(config.image_std).view(1, 3, 1, 1), persistent=False)
+        # LLaVA reads the vision encoder's hidden states; CLIP's final layer norm never sees a gradient
+        # (and data-parallel training refuses parameters without one).
+        post_norm = getattr(llava.model.vision_tower, "post_layernorm", None)
+        if post_norm is not None:
+            post_norm.requires_grad_(False)
         dtype = next(llava.parameters()).dtype
         for module in (self.proprio_proj, self.value_head):
             if module is not None:
