@@ -214,6 +214,17 @@ def main(argv: list[str] | None = None) -> int:
               f"{dist.world} rank(s) on {device}, step {step}/{cfg.steps}", flush=True)
     local_batch = cfg.batch_size // dist.world
     bar = tqdm(total=cfg.steps, initial=step, disable=not dist.main or args.quiet, unit="step", dynamic_ncols=True)
+
+    def log_validation(step: int, **extra: float) -> None:
+        metrics = validate()
+        if dist.main and metrics:
+            history.append({"step": step, **metrics, **extra})
+            for key, value in metrics.items():
+                writer.add_scalar(key, value, step)
+            bar.write(f"step {step}: val loss {metrics['val/loss']:.4f}, token acc {metrics['val/token_acc']:.3f}")
+
+    if step == 0:
+        log_validation(0)  # the untrained baseline: the validation curve starts where training does
     window_start, window_samples = time.perf_counter(), 0
     while step < cfg.steps:
         t0 = time.perf_counter()
@@ -242,12 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                 writer.add_scalar(key, value, step)
             bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.2f}", sps=f"{rate:.0f}")
         if step % cfg.val_every == 0 or step == cfg.steps:
-            metrics = validate()
-            if dist.main and metrics:
-                history.append({"step": step, **metrics, "train/loss": loss.item()})
-                for key, value in metrics.items():
-                    writer.add_scalar(key, value, step)
-                bar.write(f"step {step}: val loss {metrics['val/loss']:.4f}, token acc {metrics['val/token_acc']:.3f}")
+            log_validation(step, **{"train/loss": loss.item()})
         stopping = distributed.all_sum(torch.tensor([float(stop["signal"])]), dist).item() > 0
         if step % cfg.save_every == 0 or step == cfg.steps or stopping:
             save(step)
