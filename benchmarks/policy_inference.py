@@ -1,0 +1,206 @@
+"""VLA policy figures: inference latency, training throughput, peak memory, evaluation overhead.
+
+    .venv/bin/python benchmarks/policy_inference.py --checkpoint runs/sft-pick --data data/demos/PickCube-v1
+
+Prints a Markdown table. Each part runs in its own subprocess so that its peak RSS is its own:
+  infer     one action (7 tokens, KV cache, greedy) at batch 1 and 8 on real dataset frames: p50/p99 latency
+  train     SFT steps on the dataset with the checkpoint's model config: samples/s (after warm-up)
+  sim       one rendered single-env simulator step (the policy camera), for comparison with inference
+  eval      raw rendered step rate of the evaluation vector env (zero actions) vs closed-loop episodes with
+            the policy, same env, same workers, in one run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _frames(data: str, n: int):
+    from sim_training.data import Dataset
+
+    ds = Dataset(data)
+    ep = ds.episode(0)
+    idx = np.arange(n) % len(ep)
+    return ep.arrays["image"][idx], {k: ep.arrays[k][idx] for k in ("qpos", "tcp_pose")}, ds.spec
+
+
+def part_infer(args) -> dict:
+    import torch
+
+    from stare_policy.policy import VLAPolicy
+
+    torch.set_num_threads(args.threads)
+    policy = VLAPolicy.load(args.checkpoint)
+    out = {}
+    for batch in (1, 8):
+        images, proprio, spec = _frames(args.data, batch)
+        times = []
+        for i in range(args.repeats + 10):
+            t0 = time.perf_counter()
+            policy.act(images, spec.instruction, proprio)
+            if i >= 10:
+                times.append(time.perf_counter() - t0)
+        ms = 1e3 * np.array(times)
+        out[f"b{batch}"] = {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+                            "actions_per_s": float(batch * 1e3 / np.mean(ms))}
+    return out
+
+
+def part_train(args) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    from sim_training.train import sft
+    from sim_training.train.frames import load_frames
+    from stare_policy.model import checkpoint
+
+    torch.set_num_threads(args.threads)
+    ckpt = checkpoint.load(args.checkpoint)
+    model, processor = ckpt.model.train(), ckpt.processor
+    cfg = sft.SFTConfig(model=model.config, batch_size=args.batch_size)
+    frames = load_frames([args.data], cfg.model.proprio_keys)
+    bins = processor.bins(frames.actions)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    rng = np.random.default_rng(0)
+    rows = np.arange(len(frames))
+    t0 = None
+    for step in range(args.train_steps + 3):
+        if step == 3:
+            t0 = time.perf_counter()
+        inputs, target = sft.batch(frames, rng.choice(rows, cfg.batch_size), processor, bins, cfg, rng, True)
+        logits, _ = model(inputs, target)
+        loss = F.cross_entropy(logits.flatten(0, 1), target.flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    seconds = time.perf_counter() - t0
+    return {"samples_per_s": args.train_steps * cfg.batch_size / seconds, "batch_size": cfg.batch_size,
+            "frames_in_memory": len(frames)}
+
+
+def part_sim(args) -> dict:
+    import torch
+
+    from sim_training.envs import make_env
+    from sim_training.tasks import get_task
+
+    torch.set_num_threads(1)
+    env = make_env(get_task(args.task))
+    env.reset(seed=0)
+    zero = np.zeros((1, 7), np.float32)
+    for _ in range(5):
+        env.step(zero)
+    times = []
+    for _ in range(args.sim_steps):
+        t0 = time.perf_counter()
+        env.step(zero)
+        times.append(time.perf_counter() - t0)
+    env.close()
+    return {"step_ms_p50": float(1e3 * np.median(times))}
+
+
+def part_eval(args) -> dict:
+    import torch
+
+    from sim_training.evaluation.rollout import run_async
+    from sim_training.evaluation.stages import make_eval_env
+    from sim_training.tasks import get_task
+    from stare_policy.policy import VLAPolicy
+
+    torch.set_num_threads(args.threads)
+    spec = get_task(args.task)
+    policy = VLAPolicy.load(args.checkpoint)
+    env, _ = make_eval_env(spec, args.workers)
+    try:
+        env.reset(seed=list(range(args.workers)))
+        zero = np.zeros((args.workers, 7), np.float32)
+        for _ in range(5):
+            env.step(zero)
+        t0 = time.perf_counter()
+        for _ in range(args.sim_steps):
+            env.step(zero)
+        raw = args.sim_steps * args.workers / (time.perf_counter() - t0)
+        seeds = list(range(1_000_000, 1_000_000 + args.episodes))
+        records, stats = run_async(env, spec, lambda im, pr: policy.act(im, spec.instruction, pr), seeds)
+    finally:
+        env.close()
+    rate = stats.env_steps / stats.seconds
+    return {"raw_steps_per_s": raw, "eval_steps_per_s": rate, "ratio": rate / raw, "workers": args.workers,
+            "episodes": len(records), "policy_share": stats.policy_seconds / stats.seconds}
+
+
+PARTS = {"infer": part_infer, "train": part_train, "sim": part_sim, "eval": part_eval}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--data", required=True, help="a dataset of the task (real frames for inputs and training)")
+    parser.add_argument("--task", default="PickCube-v1")
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for the policy and training")
+    parser.add_argument("--repeats", type=int, default=300, help="timed inference calls per batch size")
+    parser.add_argument("--batch-size", type=int, default=32, help="training batch size")
+    parser.add_argument("--train-steps", type=int, default=20)
+    parser.add_argument("--sim-steps", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--episodes", type=int, default=6)
+    parser.add_argument("--part", default=None, help=argparse.SUPPRESS)  # internal: run one part, print JSON
+    args = parser.parse_args()
+
+    if args.part:
+        result = PARTS[args.part](args)
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print("RESULT " + json.dumps(result))
+        return 0
+
+    results = {}
+    for part in args.parts:
+        cmd = [sys.executable, __file__, *sys.argv[1:], "--part", part]
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        line = [ln for ln in run.stdout.splitlines() if ln.startswith("RESULT ")]
+        if run.returncode or not line:
+            print(f"part {part} failed:\n{run.stderr[-3000:]}", file=sys.stderr)
+            return 1
+        results[part] = json.loads(line[0][7:])
+
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\n{time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, {args.threads} torch threads, "
+          f"checkpoint {Path(args.checkpoint).name}, load average (1/5/15 min) {load}\n")
+    print("| figure | value |\n| --- | --- |")
+    if "infer" in results:
+        r = results["infer"]
+        for b in ("b1", "b8"):
+            print(f"| inference batch {b[1:]}: one action (7 tokens), p50 / p99 | {r[b]['p50_ms']:.1f} / "
+                  f"{r[b]['p99_ms']:.1f} ms ({r[b]['actions_per_s']:.0f} actions/s) |")
+        print(f"| inference peak RSS | {r['peak_rss_mb']:.0f} MB |")
+    if "sim" in results:
+        step = results["sim"]["step_ms_p50"]
+        print(f"| one rendered simulator step ({args.task}, single env), p50 | {step:.1f} ms |")
+    if "train" in results:
+        r = results["train"]
+        print(f"| SFT training throughput (batch {r['batch_size']}, augmentation on) | "
+              f"{r['samples_per_s']:.0f} samples/s |")
+        print(f"| SFT training peak RSS ({r['frames_in_memory']} frames in memory) | {r['peak_rss_mb']:.0f} MB |")
+    if "eval" in results:
+        r = results["eval"]
+        print(f"| raw rendered step rate, {r['workers']} workers (zero actions) | "
+              f"{r['raw_steps_per_s']:.1f} steps/s |")
+        print(f"| closed-loop evaluation step rate, same env ({r['episodes']} episodes) | "
+              f"{r['eval_steps_per_s']:.1f} steps/s = {r['ratio']:.0%} of raw "
+              f"(policy {r['policy_share']:.0%} of wall) |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
