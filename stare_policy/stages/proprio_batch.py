@@ -16,7 +16,7 @@ import numpy as np
 
 from stare_policy.stages.kinematics import ChainFK
 from stare_policy.stages.proprioceptive import (
-    EVENTS, N_ARM, N_FINGERS, Reference, Sample, check_spec, holding_from,
+    EVENTS, N_ARM, N_FINGERS, READS_PEAK, READS_ROTATION, Reference, Sample, check_spec, holding_from,
 )
 from stare_policy.stages.segmentation import UNKNOWN, Segmentation
 from stare_policy.stages.spec import TaskStages
@@ -71,9 +71,10 @@ def segment_proprio_batch(
     live = cols < n[:, None]
     # Episodes side by side, left-aligned over their usable samples, padded with their last one.
     at = np.clip(first[:, None] + np.minimum(cols, n[:, None] - 1), 0, max(len(kept) - 1, 0))
-    pos, rot = fk.batch(q[kept, :N_ARM]) if len(kept) else (np.zeros((1, 3)), np.eye(3)[None])
+    turns = bool({stage.proprio_entry for stage in spec.stages[1:]} & READS_ROTATION)
+    pos, rot = fk.batch(q[kept, :N_ARM], rotation=turns) if len(kept) else (np.zeros((1, 3)), None)
     x, y, z = pos[at, 0], pos[at, 1], pos[at, 2]
-    rot = rot.reshape(-1, 9)[at]
+    rot = rot.reshape(-1, 9)[at] if rot is not None else np.broadcast_to(np.eye(3).reshape(9), at.shape + (9,))
     gather = kept[at] if len(kept) else np.zeros_like(at)
     width = q[gather, N_ARM] + q[gather, N_ARM + 1] if total else np.zeros(at.shape)
     command, t = (g[gather], t[gather]) if total else (np.zeros(at.shape), np.zeros(at.shape))
@@ -83,25 +84,34 @@ def segment_proprio_batch(
     speed = dist / np.maximum(t - t[:, old], 1e-9)
     prev = np.maximum(np.arange(width_cols) - 1, 0)
     width_rate = (width - width[:, prev]) / np.maximum(t - t[:, prev], 1e-9)
-    f = Sample(x, y, z, width, width_rate, command, speed, tuple(rot[..., j] for j in range(9)))
+    columns = [x, y, z, width, width_rate, command, speed, rot]
 
     rows = np.arange(n_eps)
-    labels = np.zeros(x.shape, np.int64)
+    entries = np.full((len(spec), n_eps), width_cols)
+    entries[0] = 0
     entered = np.zeros(n_eps, np.int64)
     ref = [x[:, 0], y[:, 0], z[:, 0], rot[:, 0]]
     scanning = n > 0
     for k, stage in enumerate(spec.stages[1:], start=1):
-        after = cols > entered[:, None]
-        since = np.where(after, speed, 0.0)
-        peak = np.concatenate([np.zeros((n_eps, 1)), np.maximum.accumulate(since, axis=1)[:, :-1]], axis=1)
+        lo = int(entered[scanning].min()) + 1 if scanning.any() else width_cols
+        if lo >= width_cols:
+            break
+        f = Sample(*(v[:, lo:] for v in columns[:7]), rot=tuple(rot[:, lo:, j] for j in range(9)))
+        after = cols[:, lo:] > entered[:, None]
+        peak = None
+        if stage.proprio_entry in READS_PEAK:  # max speed since the entry, before each sample
+            since = np.where(after, f.speed, 0.0)
+            peak = np.concatenate([np.zeros((n_eps, 1)), np.maximum.accumulate(since, axis=1)[:, :-1]], axis=1)
         r = Reference(*(v[:, None] for v in ref[:3]), peak=peak, rot=tuple(ref[3][:, None, j] for j in range(9)))
-        hit = EVENTS[stage.proprio_entry](f, r, th, np) & after & live & scanning[:, None]
-        found, hit_at = hit.any(1), hit.argmax(1)
-        labels = np.where(found[:, None] & (cols >= hit_at[:, None]), k, labels)
+        hit = EVENTS[stage.proprio_entry](f, r, th, np) & after & live[:, lo:] & scanning[:, None]
+        found, hit_at = hit.any(1), hit.argmax(1) + lo
+        entries[k] = np.where(found, hit_at, width_cols)
         new = [x[rows, hit_at], y[rows, hit_at], z[rows, hit_at], rot[rows, hit_at]]
         ref = [np.where(found.reshape((-1,) + (1,) * (v.ndim - 1)), v, o) for v, o in zip(new, ref)]
         entered = np.where(found, hit_at, entered)
         scanning &= found
+    labels = sum((cols >= entries[k][:, None]).astype(np.int64) for k in range(1, len(spec)))
+    labels = labels if len(spec) > 1 else np.zeros(x.shape, np.int64)
 
     closed = command < th.close_command
     holding = labels >= holding_from(spec)

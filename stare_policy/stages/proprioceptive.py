@@ -90,6 +90,11 @@ EVENTS = {
 }
 """Proprioceptive entry events by name, as used in `Stage.proprio_entry` (first stage: "start")."""
 
+READS_PEAK = {"slowed"}
+"""Events that read the stage's peak speed (batch labelling computes it only for them)."""
+READS_ROTATION = {"held_rotated"}
+"""Events that read the TCP orientation (batch labelling gathers it only for them)."""
+
 
 def holding_from(spec: TaskStages) -> int:
     """First stage during which the object is in hand (len(spec) if none)."""

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class StageThresholds:
     """The numbers behind the stage events. Defaults were tuned on motion-planner demos of the ManiSkill3
-    tasks (benchmarks/stage_separator.py; docs/stages.md, "Tuning"). Lengths in metres, times in seconds."""
+    tasks and noisy replays of them (benchmarks/stage_thresholds.py; docs/stages.md, "Tuning").
+    Lengths in metres, speeds in m/s, angles in radians."""
 
     close_command: float = 0.0
     """Gripper commands below this mean "close" (+1 open, -1 closed)."""
@@ -31,7 +32,7 @@ class StageThresholds:
     target_m: float = 0.025
     """Transport ends when the object is within this distance of the target point (PickCube's own
     success radius)."""
-    slow_ratio: float = 0.45
+    slow_ratio: float = 0.5
     """Proprioceptive stand-in for "near the target": after the carry, the TCP has slowed below this
     fraction of its peak speed of the stage (motions end in a deceleration onto the target)."""
     min_travel_m: float = 0.03

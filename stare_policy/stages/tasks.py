@@ -16,7 +16,6 @@ GRASP = Stage("Grasp", entry="grasped", proprio_entry="held", cost="grasp", pote
 TRANSPORT = Stage("Transport", entry="moved_in_hand", proprio_entry="held_moved", cost="transport", potential="target")
 SETTLE = Stage("Settle", entry="near_target", proprio_entry="slowed", cost="place", potential="target")
 PLACE = Stage("Place", entry="near_target", proprio_entry="slowed", cost="place", potential="target")
-PUSH_REACH = Stage("Reach", entry="start", proprio_entry="start", cost="reach", potential="reach")
 PUSH = Stage("Push", entry="at_contact", proprio_entry="slowed", cost="place", potential="target",
              observable=False)
 PULL = dataclasses.replace(PUSH, name="Pull")
@@ -38,12 +37,12 @@ STACK_CUBE = TaskStages(
 )
 
 PUSH_CUBE = TaskStages(
-    "PushCube-v1", (PUSH_REACH, PUSH), object="obj", target="goal_region", target_xy=True,
+    "PushCube-v1", (REACH, PUSH), object="obj", target="goal_region", target_xy=True,
     contact_offset=(-CUBE_HALF - 0.005, 0.0, 0.0), thresholds=PUSHING,
 )
 
 PULL_CUBE = TaskStages(
-    "PullCube-v1", (PUSH_REACH, PULL), object="obj", target="goal_region", target_xy=True,
+    "PullCube-v1", (REACH, PULL), object="obj", target="goal_region", target_xy=True,
     contact_offset=(CUBE_HALF + 0.01, 0.0, 0.0), thresholds=PUSHING,
 )
 

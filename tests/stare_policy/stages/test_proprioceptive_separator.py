@@ -18,12 +18,15 @@ def _online(spec, qpos, gripper, times=None):
     return np.array(labels), segmenter
 
 
+def _batch(spec, episodes):
+    return segment_proprio_batch(spec, [e.arrays["qpos"] for e in episodes], [e.arrays["action"][:, -1] for e in episodes])
+
+
 @pytest.mark.parametrize("task", GRASPING)
 def test_agrees_with_the_privileged_labels_on_expert_demos(task, real_demos):
     spec = stage_spec(task)
     episodes = list(real_demos(task))
-    proprio = segment_proprio_batch(spec, [e.arrays["qpos"] for e in episodes],
-                                    [e.arrays["action"][:, -1] for e in episodes])
+    proprio = _batch(spec, episodes)
     errors = []
     for episode, seg in zip(episodes, proprio):
         truth, _ = segment_privileged(episode.arrays, spec)
@@ -38,8 +41,7 @@ def test_agrees_with_the_privileged_labels_on_expert_demos(task, real_demos):
 def test_online_and_batch_give_identical_labels_and_events(task, real_demos):
     spec = stage_spec(task)
     episodes = list(real_demos(task))
-    batch = segment_proprio_batch(spec, [e.arrays["qpos"] for e in episodes],
-                                  [e.arrays["action"][:, -1] for e in episodes])
+    batch = _batch(spec, episodes)
     for episode, seg in zip(episodes, batch):
         online, segmenter = _online(spec, episode.arrays["qpos"], episode.arrays["action"][:, -1])
         np.testing.assert_array_equal(online, seg.labels)
