@@ -56,6 +56,17 @@ def label_episodes(stages: TaskStages, episodes: Iterable[dict], rate_hz: float)
     return out
 
 
+def observable_stages(stages: TaskStages) -> np.ndarray:
+    """Label map that folds each stage whose start proprioception cannot see into the stage before it
+    (index -1, UNKNOWN, maps to itself): agreement on what is observable."""
+    merge = np.arange(len(stages) + 1)
+    for k in range(1, len(stages)):
+        if not stages.stages[k].observable:
+            merge[k] = merge[k - 1]
+    merge[-1] = -1
+    return merge
+
+
 def task_statistics(stages: TaskStages, labelled: list[LabelledEpisode]) -> dict:
     """The `stare-stages --json` entry of one task."""
     both = [e for e in labelled if e.privileged is not None]
@@ -80,9 +91,13 @@ def task_statistics(stages: TaskStages, labelled: list[LabelledEpisode]) -> dict
             err, miss = transition_errors(e.privileged, e.proprio)
             errors += err
             unmatched += miss
+        total = max(sum(len(e.proprio) for e in both), 1)
         same = sum(int((e.privileged.labels == e.proprio.labels).sum()) for e in both)
+        merge = observable_stages(stages)
+        same_seen = sum(int((merge[e.privileged.labels] == merge[e.proprio.labels]).sum()) for e in both)
         stats.update(
-            agreement=same / max(sum(len(e.proprio) for e in both), 1),
+            agreement=same / total,
+            agreement_observable=same_seen / total,
             agreement_episode_min=min(agreement(e.privileged.labels, e.proprio.labels) for e in both),
             transition_error_steps_median=float(np.median(errors)) if errors else None,
             transition_error_steps_max=int(max(errors)) if errors else None,

@@ -109,6 +109,16 @@ def _expr(form: dict) -> str:
     return text[2:] if text.startswith("+ ") else "-" + text[2:]
 
 
+def _scaled(factor: str, form: dict) -> str:
+    """'+ factor*form' as source; a form that is one signed variable needs no parentheses (fewer array
+    temporaries in the batch path)."""
+    if len(form) == 1:
+        (var, coef), = form.items()
+        if var != 1 and abs(abs(coef) - 1) < _EPS:
+            return f"{'-' if coef < 0 else '+'} {factor}*{var}"
+    return f"+ {factor}*({_expr(form)})"
+
+
 def _combine(pairs) -> dict:
     out: dict = {}
     for coef, form in pairs:
@@ -150,8 +160,8 @@ def generate_source(steps: list, n_joints: int, rotation: bool = True) -> str:
                 if set(a) | set(b) <= {1}:  # constant entries stay linear in cos and sin
                     new[i][j] = _combine([(a.get(1, 0.0), {f"c{n}": 1.0}), (b.get(1, 0.0), {f"s{n}": 1.0})])
                     continue
-                terms = [f"{cs}{n}*({_expr(f)})" for cs, f in (("c", a), ("s", b)) if f]
-                lines.append(f"    r{i}{j}_{n} = {' + '.join(terms)}")
+                terms = " ".join(_scaled(f"{cs}{n}", f) for cs, f in (("c", a), ("s", b)) if f)
+                lines.append(f"    r{i}{j}_{n} = {terms[2:] if terms.startswith('+') else '-' + terms[2:]}")
                 new[i][j] = {f"r{i}{j}_{n}": 1.0}
             new[i][2] = R[i][2]
         R = new
@@ -170,8 +180,9 @@ def _array_cossin(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (no SIMD), sqrt ~1 ns. sin = sign * sqrt(1 - cos^2) on the angle wrapped to [-pi, pi); agrees with
     math.sin to ~1e-12 (absolute), far below any stage threshold."""
     c = np.cos(q)
-    wrapped = q - 2 * np.pi * np.floor((q + np.pi) / (2 * np.pi))
-    return c, np.copysign(np.sqrt(np.maximum(1.0 - c * c, 0.0)), wrapped)
+    if np.abs(q).max(initial=0.0) > np.pi:  # revolute joints rarely leave [-pi, pi]; wrap if they do
+        q = q - 2 * np.pi * np.floor((q + np.pi) / (2 * np.pi))
+    return c, np.copysign(np.sqrt(np.maximum(1.0 - c * c, 0.0)), q)
 
 
 def _compiled(source: str, name: str):

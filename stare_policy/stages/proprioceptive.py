@@ -3,9 +3,9 @@ gripper action and time. The end-effector pose comes from forward kinematics of 
 
 Events: closed fingers stall above zero opening, i.e. something is held (Grasp); still held, the TCP has
 moved away from where the grasp closed (Transport, Lift); the holding wrist turns (Upright); after a
-carry the TCP slows to a stop (Settle, Place, and the end of a push approach). `ProprioSegmenter` runs online, O(1)
-per sample with no look-ahead; `proprio_batch.segment_proprio_batch` gives identical labels for whole
-episodes at once. Both share the event definitions below, written with numpy's operator names so that
+carry the TCP slows to a stop (Settle, Place, and the end of a push approach). `ProprioSegmenter` runs
+online, O(1) per sample with no look-ahead; `proprio_batch.segment_proprio_batch` gives the same labels
+for whole episodes at once. Both share the event definitions below, written with numpy's operator names so that
 they evaluate on floats and on arrays alike.
 """
 
@@ -78,8 +78,7 @@ def travel(f: Sample, r: Reference, th: StageThresholds, ops=FloatOps):
 
 def turned(f: Sample, r: Reference):
     """trace(R_ref^T R) = 1 + 2 cos(angle turned since the stage began)."""
-    a, b = f.rot, r.rot
-    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2] + a[3] * b[3] + a[4] * b[4] + a[5] * b[5] + a[6] * b[6] + a[7] * b[7] + a[8] * b[8]
+    return sum(a * b for a, b in zip(f.rot, r.rot))
 
 
 EVENTS = {

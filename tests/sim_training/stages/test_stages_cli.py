@@ -31,6 +31,8 @@ def test_statistics_json_and_timeline(data_root, tmp_path, capsys):
     assert sum(pick["stage_fraction"].values()) == pytest.approx(1.0)
     assert pick["reached"]["Settle"] == 1.0
     assert stats["PushCube-v1"]["observable"] == {"Reach": True, "Push": False}
+    assert stats["PushCube-v1"]["agreement_observable"] == 1.0  # Push folded into Reach: nothing left to miss
+    assert pick["agreement_observable"] == pick["agreement"]
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out_png.stat().st_size > 20_000
     printed = capsys.readouterr().out
     assert "PickCube-v1: 2 episodes" in printed and "not observable from proprioception" in printed
