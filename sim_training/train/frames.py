@@ -44,6 +44,24 @@ class Frames:
     def action_stats(self, rows: np.ndarray) -> dict[str, list[float]]:
         return action_statistics(self.actions[rows])
 
+    def idle(self, threshold: float, stats: dict[str, list[float]], gripper_dims: Sequence[int] = (6,)
+             ) -> np.ndarray:
+        """(N,) frames whose motion command is below `threshold` in every arm dimension (in the units of the
+        q01/q99 normalisation, i.e. a fraction of half the data's range) and whose gripper command did not
+        change from the episode's previous frame (or from open, at its first frame).
+
+        Expert trajectories start and end every segment with near-zero commands (the planner's velocity
+        ramps); at rest the robot's state cannot tell these apart, so a policy trained on them copies the
+        zero command and stands still for ever. OpenVLA drops such no-op steps before fine-tuning too.
+        """
+        arm = [d for d in range(self.actions.shape[1]) if d not in gripper_dims]
+        span = np.maximum(np.asarray(stats["q99"]) - np.asarray(stats["q01"]), 1e-8)[arm]
+        still = (2 * np.abs(self.actions[:, arm]) / span).max(1) < threshold
+        grip = self.actions[:, list(gripper_dims)]
+        previous = np.vstack([np.ones_like(grip[:1]), grip[:-1]])
+        previous[np.r_[True, self.episode[1:] != self.episode[:-1]]] = 1.0  # episodes start with an open hand
+        return still & np.all(grip == previous, axis=1)
+
     def split(self, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Frame indices of training and validation episodes (at least one validation episode per task
         with two or more episodes)."""

@@ -53,6 +53,9 @@ class SFTConfig:
     min_lr_ratio: float = 0.05
     grad_clip: float = 1.0
     """Global gradient-norm clip."""
+    drop_idle: float = 0.05
+    """Leave out frames whose arm command is below this fraction of the normalised range in every
+    dimension while the gripper command stays put (`Frames.idle`); 0 keeps every frame."""
     paraphrases: bool = True
     """Draw each sample's instruction from its task's paraphrases (else the recorded one)."""
     val_fraction: float = 0.05
@@ -135,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     # ---- data ----------------------------------------------------------------------------------------------
     frames = load_frames(args.data, cfg.model.proprio_keys)
     train_rows, val_rows = frames.split(cfg.val_fraction, cfg.seed)
+    if cfg.drop_idle > 0:
+        idle = frames.idle(cfg.drop_idle, frames.action_stats(train_rows), cfg.model.gripper_dims)
+        train_rows, val_rows = train_rows[~idle[train_rows]], val_rows[~idle[val_rows]]
     val_rows = val_rows[: cfg.val_max_frames]
 
     # ---- model ---------------------------------------------------------------------------------------------
@@ -210,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
 
         writer = SummaryWriter(str(logdir))
         print(f"sft: {len(frames)} frames from {len(frames.sources)} dataset(s) ({len(train_rows)} train / "
-              f"{len(val_rows)} val), {len(frames.tasks)} task(s), {n_params / 1e6:.2f} M trainable parameters, "
-              f"{dist.world} rank(s) on {device}, step {step}/{cfg.steps}", flush=True)
+              f"{len(val_rows)} val, idle ones left out), {len(frames.tasks)} task(s), "
+              f"{n_params / 1e6:.2f} M trainable parameters, {dist.world} rank(s) on {device}, "
+              f"step {step}/{cfg.steps}", flush=True)
     local_batch = cfg.batch_size // dist.world
     bar = tqdm(total=cfg.steps, initial=step, disable=not dist.main or args.quiet, unit="step", dynamic_ncols=True)
 

@@ -1,0 +1,39 @@
+"""Frames for supervised learning: idle-step detection and the episode-level validation split."""
+
+import numpy as np
+
+from sim_training.tasks import TASKS
+from sim_training.train.frames import Frames
+
+
+def _frames(actions: np.ndarray, episode: np.ndarray, task_index=None) -> Frames:
+    n = len(actions)
+    return Frames(images=np.zeros((n, 4, 4, 3), np.uint8), proprio={}, actions=actions.astype(np.float32),
+                  task_index=np.zeros(n, int) if task_index is None else task_index,
+                  instruction_index=np.zeros(n, int), episode=episode,
+                  tasks=[TASKS["PickCube-v1"], TASKS["PushCube-v1"]], instructions=["x"], sources=[])
+
+
+def test_idle_frames_are_still_arm_commands_with_an_unchanged_gripper():
+    stats = {"q01": [-0.2] * 6 + [-1.0], "q99": [0.2] * 6 + [1.0]}  # 0.05 of half the range = 0.01
+    a = np.zeros((7, 7))
+    a[:, 6] = [1, 1, 1, -1, -1, -1, 1]
+    a[2, 0] = 0.1  # moving
+    a[4, 2] = 0.008  # below the threshold
+    a[5, 1] = 0.012  # above it
+    episode = np.array([0, 0, 0, 0, 0, 0, 1])
+    idle = _frames(a, episode).idle(0.05, stats)
+    # 0, 1: still, open; 2: moving; 3: the gripper closes; 4: still, closed; 5: moving; 6: a new episode, open.
+    assert idle.tolist() == [True, True, False, False, True, False, True]
+
+
+def test_split_holds_out_whole_episodes_of_every_task():
+    episode = np.repeat(np.arange(10), 5)
+    task_index = (episode >= 6).astype(int)
+    frames = _frames(np.zeros((50, 7)), episode, task_index)
+    train, val = frames.split(0.2, seed=0)
+    assert len(np.intersect1d(frames.episode[train], frames.episode[val])) == 0
+    assert set(frames.task_index[val]) == {0, 1}
+    assert len(train) + len(val) == 50
+    again = frames.split(0.2, seed=0)
+    assert np.array_equal(again[1], val)
