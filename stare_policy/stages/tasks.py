@@ -53,7 +53,10 @@ LIFT_PEG_UPRIGHT = TaskStages(
 
 
 def _pick_and_place(env_id: str) -> TaskStages:
-    """Bridge put-on / stack tasks: Reach, Grasp, Transport, Place with the WidowX arm."""
+    """Bridge put-on / stack tasks: Reach, Grasp, Transport, Place with the WidowX arm. The env keeps the
+    two objects in `objs[source_obj_name]` / `objs[target_obj_name]`; recording them as
+    `priv.source_obj_pose` / `priv.target_obj_pose` (and a WidowX URDF for the proprioceptive side) comes
+    with the Bridge assets, which are not on this machine."""
     return TaskStages(env_id, (REACH, GRASP, TRANSPORT, PLACE), object="source_obj", target="target_obj",
                       robot="widowx250s", thresholds=StageThresholds())
 
