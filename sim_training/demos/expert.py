@@ -65,11 +65,14 @@ class _StepLog(gym.Wrapper):
     def begin(self, obs) -> None:
         self.steps: list[dict[str, np.ndarray]] = []
         self._obs = obs
+        self._after_reset = True
 
     def step(self, action):
         action_np = np.asarray(action.cpu() if hasattr(action, "cpu") else action, dtype=np.float32).reshape(-1)
         record = {**policy_inputs(self._obs, self.task), "action": action_np}
-        record.update({f"priv.{k}": v for k, v in privileged_state(self.env, self.task).items()})
+        state = privileged_state(self.env, self.task, after_reset=self._after_reset)
+        record.update({f"priv.{k}": v for k, v in state.items()})
+        self._after_reset = False
         obs, reward, terminated, truncated, info = self.env.step(action)
         record.update({f"flag.{k}": v for k, v in success_flags(info, self.task).items()})
         self.steps.append(record)

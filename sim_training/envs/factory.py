@@ -8,7 +8,7 @@ in one process (`sim_backend="gpu"`, `num_envs=N`) and the same call returns a b
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import gymnasium as gym
 
@@ -55,11 +55,15 @@ def make_env(task: str | TaskSpec, *, cpu_gym: bool = False, **overrides: Any) -
     return env
 
 
-def _worker_env(task: TaskSpec, overrides: dict[str, Any]) -> gym.Env:
+EnvWrapper = Callable[[gym.Env], gym.Env]
+
+
+def _worker_env(task: TaskSpec, overrides: dict[str, Any], wrap: EnvWrapper | None = None) -> gym.Env:
     import torch
 
     torch.set_num_threads(1)
-    return make_env(task, cpu_gym=True, **overrides)
+    env = make_env(task, cpu_gym=True, **overrides)
+    return wrap(env) if wrap is not None else env
 
 
 def make_vector_env(
@@ -68,9 +72,14 @@ def make_vector_env(
     *,
     sim_backend: str = "cpu",
     context: str = "forkserver",
+    wrap: EnvWrapper | None = None,
     **overrides: Any,
 ) -> gym.vector.VectorEnv:
-    """`num_envs` envs of a task: CPU worker processes, or one batched GPU simulation."""
+    """`num_envs` envs of a task: CPU worker processes, or one batched GPU simulation.
+
+    `wrap` (picklable, e.g. a `functools.partial`) wraps each worker's env, or the GPU batch before it is
+    vectorised, so a wrapper such as the stage-shaped reward serves both paths.
+    """
     spec = get_task(task)
     if num_envs <= 0:
         raise ValueError(f"num_envs must be positive, got {num_envs}")
@@ -78,9 +87,11 @@ def make_vector_env(
         from mani_skill.vector.wrappers.gymnasium import ManiSkillVectorEnv
 
         env = make_env(spec, num_envs=num_envs, sim_backend="gpu", **overrides)
+        if wrap is not None:
+            env = wrap(env)
         return ManiSkillVectorEnv(env, num_envs, ignore_terminations=True, auto_reset=True)
     if context == "fork":
         raise ValueError("the fork start method hangs ManiSkill3 workers; use 'spawn' or 'forkserver'")
     require_assets(spec)
-    fns = [functools.partial(_worker_env, spec, overrides) for _ in range(num_envs)]
+    fns = [functools.partial(_worker_env, spec, overrides, wrap) for _ in range(num_envs)]
     return gym.vector.AsyncVectorEnv(fns, context=context)

@@ -31,14 +31,20 @@ def policy_inputs(obs: dict, spec: TaskSpec) -> dict[str, np.ndarray]:
     }
 
 
-def privileged_state(env, spec: TaskSpec) -> dict[str, np.ndarray]:
-    """Poses (p xyz + q wxyz) of the TCP and the tracked actors, and `is_grasped` where a task has one."""
+def privileged_state(env, spec: TaskSpec, *, after_reset: bool = False) -> dict[str, np.ndarray]:
+    """Poses (p xyz + q wxyz) of the TCP and the tracked actors, and `is_grasped` where a task has one.
+
+    Right after a reset no physics step has run, so the simulator's contact forces (which `is_grasping`
+    reads) still describe the previous episode; every task starts with an empty gripper, so
+    `after_reset=True` reports `is_grasped` False instead of that stale answer.
+    """
     base = env.unwrapped
     state = {"tcp_pose": _first(base.agent.tcp.pose.raw_pose).astype(np.float32)}
     for name in spec.tracked_actors:
         state[f"{name}_pose"] = _first(getattr(base, name).pose.raw_pose).astype(np.float32)
     if spec.grasp_actor is not None:
-        state["is_grasped"] = np.asarray(_first(base.agent.is_grasping(getattr(base, spec.grasp_actor))), bool)
+        grasped = False if after_reset else _first(base.agent.is_grasping(getattr(base, spec.grasp_actor)))
+        state["is_grasped"] = np.asarray(grasped, bool)
     return state
 
 

@@ -16,8 +16,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from sim_training.envs.factory import _worker_env, make_env
-from sim_training.tasks import TaskSpec, get_task
+from sim_training.envs.factory import make_vector_env
+from sim_training.tasks import TaskSpec
 from stare_policy.stages import PrivilegedSeparator, TaskStages, compute_measures, potential, stage_spec
 
 
@@ -90,22 +90,7 @@ class ShapedReward(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-def _shaped_worker(spec: TaskSpec, overrides: dict[str, Any], gamma: float) -> gym.Env:
-    return ShapedReward(_worker_env(spec, overrides), gamma=gamma)
-
-
-def make_shaped_vector_env(task: str | TaskSpec, num_envs: int, *, sim_backend: str = "cpu", gamma: float = 0.99,
-                           context: str = "forkserver", **overrides: Any) -> gym.vector.VectorEnv:
-    """Like `make_vector_env`, with stage-shaped rewards: spawned CPU workers, or one GPU batch."""
-    spec = get_task(task)
-    if num_envs <= 0:
-        raise ValueError(f"num_envs must be positive, got {num_envs}")
-    if sim_backend in ("gpu", "physx_cuda"):
-        from mani_skill.vector.wrappers.gymnasium import ManiSkillVectorEnv
-
-        env = ShapedReward(make_env(spec, num_envs=num_envs, sim_backend="gpu", **overrides), gamma=gamma)
-        return ManiSkillVectorEnv(env, num_envs, ignore_terminations=True, auto_reset=True)
-    if context == "fork":
-        raise ValueError("the fork start method hangs ManiSkill3 workers; use 'spawn' or 'forkserver'")
-    fns = [functools.partial(_shaped_worker, spec, overrides, gamma) for _ in range(num_envs)]
-    return gym.vector.AsyncVectorEnv(fns, context=context)
+def make_shaped_vector_env(task: str | TaskSpec, num_envs: int, *, gamma: float = 0.99,
+                           **kwargs: Any) -> gym.vector.VectorEnv:
+    """`make_vector_env` with stage-shaped rewards: spawned CPU workers, or one GPU batch."""
+    return make_vector_env(task, num_envs, wrap=functools.partial(ShapedReward, gamma=gamma), **kwargs)

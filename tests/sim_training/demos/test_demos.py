@@ -49,6 +49,12 @@ def test_demos_are_written_and_replay_to_success(task, tmp_path):
         assert episode.arrays[f"priv.{actor}_pose"].shape == (n, 7)
     assert np.abs(episode.arrays["action"]).max() <= 1.0  # normalised pd_ee_delta_pose actions
 
+    if dataset.spec.grasp_actor is not None:
+        # Contact data is stale right after a reset: no demo may start with the previous one's grasp.
+        for ep in dataset:
+            assert not ep.arrays["priv.is_grasped"][0] and ep.arrays["priv.is_grasped"].any()
+
     success, first_image = _replay(dataset, 0)
     assert success, "recorded actions did not replay to success"
     np.testing.assert_array_equal(first_image, episode.arrays["image"][0])
+
