@@ -97,7 +97,7 @@ def test_torchrun_data_parallel(demos, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "sim_training.train.cli", "sft",
                           "--data", str(demos), "--out", str(out), "--quiet", "steps=3", "val_every=3", *TINY],
-                         cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+                         cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     state = _state(out)
     assert state["world_size"] == 2 and state["step"] == 3
