@@ -53,6 +53,10 @@ class SFTConfig:
     min_lr_ratio: float = 0.05
     grad_clip: float = 1.0
     """Global gradient-norm clip."""
+    label_sigma: float = 0.0
+    """Spread each one-hot action-token target over neighbouring bins with a Gaussian of this width (in
+    bins; HL-Gauss), so that near misses cost less than far ones; 0 is OpenVLA's one-hot cross-entropy.
+    Validation always reports the one-hot loss."""
     drop_idle: float = 0.05
     """Leave out frames whose arm command is below this fraction of the normalised range in every
     dimension while the gripper command stays put (`Frames.idle`); 0 keeps every frame."""
@@ -98,6 +102,15 @@ def lr_at(step: int, cfg: SFTConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def soft_targets(bins: torch.Tensor, n_bins: int, sigma: float) -> torch.Tensor:
+    """(..., n_bins) Gaussian-smoothed target distributions centred on `bins` (one-hot when sigma == 0)."""
+    if sigma <= 0:
+        return F.one_hot(bins, n_bins).float()
+    centres = torch.arange(n_bins, device=bins.device, dtype=torch.float32)
+    weights = torch.exp(-0.5 * ((centres - bins.unsqueeze(-1).float()) / sigma) ** 2)
+    return weights / weights.sum(-1, keepdim=True)
 
 
 def batch(frames: Frames, rows: np.ndarray, processor, bins: torch.Tensor, cfg: SFTConfig, rng: np.random.Generator,
@@ -239,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         inputs, target = batch(frames, rng.choice(train_rows, local_batch), processor, all_bins, cfg, rng, True)
         target = target.to(device)
         logits, _ = ddp_model(inputs.to(device), target)
-        loss = F.cross_entropy(logits.flatten(0, 1), target.flatten())
+        soft = soft_targets(target, cfg.model.n_bins, cfg.label_sigma)
+        loss = F.cross_entropy(logits.flatten(0, 1), soft.flatten(0, 1))
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
         optimizer.zero_grad(set_to_none=True)

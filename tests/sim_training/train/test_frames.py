@@ -37,3 +37,16 @@ def test_split_holds_out_whole_episodes_of_every_task():
     assert len(train) + len(val) == 50
     again = frames.split(0.2, seed=0)
     assert np.array_equal(again[1], val)
+
+
+def test_soft_targets_are_one_hot_at_zero_width_and_gaussian_otherwise():
+    import torch
+
+    from sim_training.train.sft import soft_targets
+
+    bins = torch.tensor([[0, 128, 255]])
+    assert torch.equal(soft_targets(bins, 256, 0.0), torch.nn.functional.one_hot(bins, 256).float())
+    soft = soft_targets(bins, 256, 3.0)
+    assert torch.allclose(soft.sum(-1), torch.ones(1, 3))
+    assert soft[0, 1].argmax() == 128 and soft[0, 1, 125] == soft[0, 1, 131]
+    assert soft[0, 0].argmax() == 0 and soft[0, 2].argmax() == 255  # truncated at the ends, renormalised
