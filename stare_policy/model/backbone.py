@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, SwinConfig
 
 from stare_policy.model.config import VLAConfig
 
@@ -29,15 +29,29 @@ class Backbone:
 
 def small_llava_config(config: VLAConfig, vocab_size: int) -> LlavaConfig:
     """A from-scratch LLaVA config whose vocabulary is the text tokenizer's plus the action tokens."""
-    vision = CLIPVisionConfig(
-        hidden_size=config.vision_hidden,
-        intermediate_size=config.vision_intermediate,
-        num_hidden_layers=config.vision_layers,
-        num_attention_heads=config.vision_heads,
-        image_size=config.image_size,
-        patch_size=config.patch_size,
-        attention_dropout=config.dropout,
-    )
+    if config.vision_type == "swin":
+        stages = config.swin_stages
+        depths = [config.vision_layers // stages + (i < config.vision_layers % stages) for i in range(stages)]
+        vision = SwinConfig(
+            image_size=config.image_size,
+            patch_size=config.patch_size,
+            embed_dim=config.vision_hidden // 2 ** (stages - 1),
+            depths=depths,
+            num_heads=[max(1, config.vision_heads // 2 ** (stages - 1 - i)) for i in range(stages)],
+            window_size=config.swin_window,
+            mlp_ratio=config.vision_intermediate / config.vision_hidden,
+            attention_probs_dropout_prob=config.dropout,
+        )
+    else:
+        vision = CLIPVisionConfig(
+            hidden_size=config.vision_hidden,
+            intermediate_size=config.vision_intermediate,
+            num_hidden_layers=config.vision_layers,
+            num_attention_heads=config.vision_heads,
+            image_size=config.image_size,
+            patch_size=config.patch_size,
+            attention_dropout=config.dropout,
+        )
     text = LlamaConfig(
         hidden_size=config.text_hidden,
         intermediate_size=config.text_intermediate,
@@ -49,7 +63,7 @@ def small_llava_config(config: VLAConfig, vocab_size: int) -> LlavaConfig:
         attention_dropout=config.dropout,
         tie_word_embeddings=False,
     )
-    # Every patch token (no CLS) of the last layer: a from-scratch tower has no reason to skip one.
+    # Every token of the last layer (CLIP's CLS included): a from-scratch tower has no reason to skip one.
     return LlavaConfig(
         vision_config=vision,
         text_config=text,

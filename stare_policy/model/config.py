@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SIZES = ("small", "large")
+VISION_TYPES = ("swin", "clip")
 DTYPES = ("float32", "bfloat16", "float16")
 DEFAULT_PROMPT = "In: What action should the robot take to {instruction}?\nOut:"
 
@@ -21,14 +22,25 @@ class VLAConfig:
     """'small' (from scratch, CPU-trainable) or 'large' (local LLaVA-family checkpoint + LoRA)."""
 
     # -- small backbone, from scratch ---------------------------------------------------------------------
-    # Sized for CPU: ~1.3 M parameters; 64 image tokens (128 px, 16 px patches) dominate the sequence.
+    # Sized for CPU: ~1.2 M parameters; the 64 image tokens dominate the language model's sequence.
+    vision_type: str = "swin"
+    """'swin': a hierarchical windowed-attention tower (Swin), whose local windows and 8 px patches give a
+    from-scratch encoder the locality a few hundred demonstrations cannot teach a plain ViT; 'clip': a plain
+    ViT, LLaVA's own tower type."""
     image_size: int = 128
     """Side of the square image the vision tower sees (inputs are resized to it). Large: the checkpoint's."""
-    patch_size: int = 16
+    patch_size: int = 8
     vision_hidden: int = 96
+    """Width of the tower's output tokens (Swin: of its last stage; each earlier stage is half as wide)."""
     vision_layers: int = 4
+    """Transformer blocks of the tower (Swin: split evenly over `swin_stages`)."""
     vision_heads: int = 4
-    vision_intermediate: int = 384
+    """Attention heads (Swin: of the last stage; halved per earlier stage)."""
+    vision_intermediate: int = 192
+    """MLP width of the tower (Swin: as a ratio to each stage's width)."""
+    swin_stages: int = 2
+    """Swin stages; each after the first halves the token grid (128 px / 8 px patches / 2 = 8x8 tokens)."""
+    swin_window: int = 4
     text_hidden: int = 128
     text_layers: int = 3
     text_heads: int = 4
@@ -83,8 +95,17 @@ class VLAConfig:
             raise ValueError(f"gripper_dims {self.gripper_dims} out of range for action_dim {self.action_dim}")
         if len(self.proprio_keys) != len(self.proprio_dims):
             raise ValueError("proprio_keys and proprio_dims must have the same length")
+        if self.vision_type not in VISION_TYPES:
+            raise ValueError(f"vision_type must be one of {VISION_TYPES}, got {self.vision_type!r}")
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.vision_type == "swin":
+            shrink = 2 ** (self.swin_stages - 1)
+            if self.swin_stages < 1 or self.vision_layers < self.swin_stages:
+                raise ValueError("swin needs at least one stage and one layer per stage")
+            if self.vision_hidden % shrink or (self.image_size // self.patch_size) % (self.swin_window * shrink):
+                raise ValueError(f"swin: vision_hidden and the patch grid must be divisible by the stage "
+                                 f"halvings ({shrink}), and the grid by the window ({self.swin_window})")
         if "{instruction}" not in self.prompt:
             raise ValueError("prompt must contain '{instruction}'")
 

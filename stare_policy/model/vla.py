@@ -63,19 +63,20 @@ class VLA(nn.Module):
         hidden = llava.config.text_config.hidden_size
         self.vocab_size = llava.config.text_config.vocab_size
         self.action_offset = self.vocab_size - config.n_bins
-        vision = llava.config.vision_config
-        self.image_size = vision.image_size
+        self.image_size = llava.config.vision_config.image_size
         self.proprio_proj = nn.Linear(config.proprio_dim, hidden) if config.proprio_dim else None
         self.value_head = nn.Sequential(
             nn.Linear(hidden, config.value_hidden), nn.GELU(), nn.Linear(config.value_hidden, 1)
         )
         self.register_buffer("image_mean", torch.tensor(config.image_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(config.image_std).view(1, 3, 1, 1), persistent=False)
-        # LLaVA reads the vision encoder's hidden states; CLIP's final layer norm never sees a gradient
-        # (and data-parallel training refuses parameters without one).
-        post_norm = getattr(llava.model.vision_tower, "post_layernorm", None)
-        if post_norm is not None:
-            post_norm.requires_grad_(False)
+        # LLaVA reads the vision tower's hidden states, before the tower's final layer norm (CLIP's
+        # `post_layernorm`, Swin's `layernorm`): that norm never sees a gradient, and data-parallel training
+        # refuses parameters without one.
+        for name in ("post_layernorm", "layernorm"):
+            final_norm = getattr(llava.model.vision_tower, name, None)
+            if isinstance(final_norm, nn.LayerNorm):
+                final_norm.requires_grad_(False)
         dtype = next(llava.parameters()).dtype
         for module in (self.proprio_proj, self.value_head):
             if module is not None:

@@ -12,7 +12,7 @@ from stare_policy.policy import VLAPolicy
 @pytest.fixture(scope="module")
 def policy():
     torch.manual_seed(0)
-    config = VLAConfig(vision_hidden=32, vision_layers=1, vision_heads=2, vision_intermediate=64, text_hidden=32,
+    config = VLAConfig(vision_hidden=32, vision_layers=2, vision_heads=2, vision_intermediate=64, text_hidden=32,
                        text_layers=1, text_heads=2, text_intermediate=64)
     model, processor = checkpoint.build(config, train_text_tokenizer(["In: go?\nOut:"], 300),
                                         {"q01": [-1.0] * 7, "q99": [1.0] * 7}, {"mean": [0.0] * 16, "std": [1.0] * 16},

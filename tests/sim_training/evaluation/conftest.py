@@ -4,7 +4,7 @@ import pytest
 
 from sim_training.train.cli import main as train_main
 
-TINY = ["model.vision_hidden=32", "model.vision_layers=1", "model.vision_heads=2", "model.vision_intermediate=64",
+TINY = ["model.vision_hidden=32", "model.vision_layers=2", "model.vision_heads=2", "model.vision_intermediate=64",
         "model.text_hidden=32", "model.text_layers=1", "model.text_heads=2", "model.text_intermediate=64",
         "model.value_hidden=16", "batch_size=8", "num_threads=1"]
 
