@@ -54,9 +54,10 @@ def test_workers_take_the_next_seed_when_an_episode_ends(tiny_checkpoint):
     finally:
         env.close()
     assert names and [r.seed for r in records] == [7, 8, 9, 7]
-    # Seed 8 places PickCube's goal on the resting cube: ManiSkill3 counts it a success at the first step.
-    assert [r.length for r in records] == [3, 1, 3, 3] and records[1].success
-    assert stats.env_steps == 10
+    # An episode ends at the time limit or at its first success (some seeds put the goal on the cube).
+    assert all(1 <= r.length <= 3 and (r.length == 3 or r.success) for r in records)
+    assert stats.env_steps == sum(r.length for r in records)
+    assert records[0].length == records[3].length
     assert all(r.furthest_stage is not None for r in records)
     # A seed replays exactly, whichever worker runs it and whatever ran there before.
     for a, b in zip(records[0].frames, records[3].frames):
