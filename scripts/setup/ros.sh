@@ -178,10 +178,11 @@ STAMP="$STAMP_DIR/$PKG_NAME.sha256"
 import_check() {
   # Import in a fresh interpreter and load the C type support, as rclpy does.
   "$PY" -c "
-from stare_interfaces.msg import StageState
-StageState.__class__.__import_type_support__()
-assert StageState._TYPE_SUPPORT is not None
-StageState()
+from stare_interfaces import msg, srv
+for t in (msg.StageState, msg.EpisodeEvent, msg.PolicyAction, srv.StartEpisode, srv.EndEpisode, srv.LoadCheckpoint):
+    t.__class__.__import_type_support__()
+    assert t._TYPE_SUPPORT is not None, t
+    t() if hasattr(t, 'get_fields_and_field_types') else (t.Request(), t.Response())
 " 2>&1
 }
 
@@ -233,7 +234,7 @@ cp "$BUILD_DIR/install_manifest.txt" "$STAMP_DIR/$PKG_NAME.install_manifest.txt"
 
 if ! out="$(import_check)"; then
   printf '%s\n' "$out" >&2
-  die "$PKG_NAME was installed into $VENV but 'from stare_interfaces.msg import StageState' fails"
+  die "$PKG_NAME was installed into $VENV but importing its messages and services fails"
 fi
 printf '%s\n' "$src_hash" > "$STAMP"
 log "$PKG_NAME: built and installed in $((SECONDS - start)) s"

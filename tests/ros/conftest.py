@@ -39,3 +39,20 @@ def ros_isolation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> int:
     monkeypatch.setenv("ROS_DOMAIN_ID", str(domain_id))
     monkeypatch.setenv("ROS_LOG_DIR", str(log_dir))
     return domain_id
+
+
+from stage_demos import real_demos  # noqa: E402,F401  (fixtures: real demos, a tiny trained checkpoint)
+from tiny_checkpoint import tiny_checkpoint  # noqa: E402,F401
+
+
+@pytest.fixture
+def ros(ros_isolation):
+    """A running ROS graph for one test (`ros_harness.Graph`): its own context, a multi-threaded executor
+    spinning in a background thread; every node added is destroyed at the end."""
+    from ros_harness import Graph
+
+    graph = Graph()
+    try:
+        yield graph
+    finally:
+        graph.close()

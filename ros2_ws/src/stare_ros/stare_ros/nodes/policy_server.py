@@ -1,0 +1,159 @@
+"""policy_server: the VLA at a fixed control rate on the latest camera image, joint state and
+instruction, behind the safety layer. Publishes the twist (MoveIt Servo), the gripper command, the
+raw and sent action (PolicyAction) and diagnostics; serves e-stop and LoadCheckpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PointStamped, TwistStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64, String
+from std_srvs.srv import SetBool
+
+from stare_interfaces.msg import PolicyAction
+from stare_interfaces.srv import LoadCheckpoint
+from stare_ros.config import PolicyServerConfig, Topics
+from stare_ros.conversions import InputError, action_to_twist, image_array, joint_positions
+from stare_ros.policy_runner import PolicyRunner, Tick
+from stare_ros.ros_common import LATCHED, RELIABLE, declare_config, diagnostics, now_seconds, run_node, to_seconds, to_stamp
+
+
+class PolicyServer(Node):
+    def __init__(self, **kwargs):
+        super().__init__("policy_server", **kwargs)
+        self.config = cfg = declare_config(self, PolicyServerConfig)
+        self.runner = PolicyRunner(cfg)
+        topics = Topics()
+        inputs, control, services = (MutuallyExclusiveCallbackGroup() for _ in range(3))
+        self.twist_pub = self.create_publisher(TwistStamped, topics.twist, RELIABLE)
+        self.gripper_pub = self.create_publisher(Float64, topics.gripper, RELIABLE)
+        self.action_pub = self.create_publisher(PolicyAction, topics.action, RELIABLE)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
+        self.create_subscription(Image, topics.image, self._on_image, RELIABLE, callback_group=inputs)
+        self.create_subscription(JointState, topics.joint_states, self._on_joints, RELIABLE, callback_group=inputs)
+        self.create_subscription(String, topics.instruction, lambda m: self.runner.set_instruction(m.data), LATCHED,
+                                 callback_group=inputs)
+        self.create_subscription(PointStamped, topics.goal, self._on_goal, LATCHED, callback_group=inputs)
+        self.create_service(SetBool, "~/estop", self._on_estop, callback_group=services)
+        self.create_service(LoadCheckpoint, "~/load_checkpoint", self._on_load, callback_group=services)
+        period = 1.0 / cfg.control_rate_hz
+        self.create_timer(period, self._on_timer, callback_group=control)
+        self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics, callback_group=services)
+        self._last_publish = 0.0
+        self._last_level = None
+
+    # -- inputs: bad messages are rejected (hold + diagnostics), never raised ------------------------
+    def _on_image(self, msg: Image) -> None:
+        hw = self.runner.image_hw
+        try:
+            if hw is None:
+                raise InputError("no checkpoint loaded, the image size is unknown")
+            self.runner.set_image(image_array(msg, *hw), to_seconds(msg.header.stamp))
+        except InputError as err:
+            self._reject("image", str(err))
+            return
+        self._act_if_observation_ready()
+
+    def _on_joints(self, msg: JointState) -> None:
+        cfg = self.config
+        try:
+            q = joint_positions(msg.name, msg.position, (*cfg.arm_joints, *cfg.finger_joints))
+            self.runner.set_joints(q, to_seconds(msg.header.stamp))
+        except InputError as err:
+            self._reject("joints", str(err))
+            return
+        self._act_if_observation_ready()
+
+    def _on_goal(self, msg: PointStamped) -> None:
+        goal = np.array([msg.point.x, msg.point.y, msg.point.z])
+        if np.all(np.isfinite(goal)):
+            self.runner.set_goal(goal)
+        else:
+            self._reject("goal", "non-finite goal point")
+
+    def _reject(self, kind: str, reason: str) -> None:
+        self.runner.reject(kind, reason)
+        self.get_logger().warn(f"bad {kind}: {reason}", throttle_duration_sec=1.0)
+        self._publish(self.runner.tick(now_seconds(self)))
+
+    # -- control ----------------------------------------------------------------------------------------
+    def _act_if_observation_ready(self) -> None:
+        if self.config.act_on == "observation" and self.runner.ready_observation() is not None:
+            self._publish(self.runner.tick(now_seconds(self)))
+
+    def _on_timer(self) -> None:
+        now = now_seconds(self)
+        if self.config.act_on == "timer":
+            self._publish(self.runner.tick(now))
+        elif now - self._last_publish >= 1.0 / self.config.control_rate_hz:
+            # Lock-step: act on observations as they come; when none came for a period, report why.
+            tick = self.runner.tick(now) if self.runner.ready_observation() is None else None
+            if tick is not None and tick.command.held:
+                self._publish(tick)
+
+    def _publish(self, tick: Tick) -> None:
+        cfg = self.config
+        command = tick.command
+        if self.runner.safety.estopped and not command.held:  # engaged while the policy ran
+            command = self.runner.safety.hold("e-stop")
+        now = self.get_clock().now().to_msg()
+        gripper = Float64(data=float(command.action[6]))
+        twist = TwistStamped()
+        twist.header.stamp, twist.header.frame_id = now, cfg.frame_id
+        linear, angular = action_to_twist(command.action, cfg.control_rate_hz, cfg.pos_scale_m, cfg.rot_scale_rad)
+        (twist.twist.linear.x, twist.twist.linear.y, twist.twist.linear.z) = map(float, linear)
+        (twist.twist.angular.x, twist.twist.angular.y, twist.twist.angular.z) = map(float, angular)
+        action = PolicyAction(raw=[] if tick.raw is None else tick.raw.tolist(), command=command.action.tolist(),
+                              held=command.held, reason=command.reason)
+        action.header.stamp, action.header.frame_id = now, cfg.frame_id
+        if tick.observation_stamp is not None:
+            action.observation_stamp = to_stamp(tick.observation_stamp)
+        self.gripper_pub.publish(gripper)
+        self.twist_pub.publish(twist)
+        self.action_pub.publish(action)
+        self._last_publish = now_seconds(self)
+        status = self.runner.status()
+        if status.level != self._last_level:
+            self._publish_diagnostics()
+
+    # -- services and diagnostics ----------------------------------------------------------------------
+    def _on_estop(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        if request.data:
+            self.runner.safety.engage_estop()
+            self._publish(self.runner.tick(now_seconds(self)))
+            response.message = "e-stop engaged: zero motion until released"
+        else:
+            self.runner.safety.release_estop()
+            response.message = "e-stop released"
+        self.get_logger().warn(response.message)
+        response.success = True
+        self._publish_diagnostics()
+        return response
+
+    def _on_load(self, request: LoadCheckpoint.Request, response: LoadCheckpoint.Response):
+        try:
+            self.runner.load(request.path)
+        except Exception as err:  # any failure leaves the running policy in place
+            response.success, response.message = False, f"{type(err).__name__}: {err}"
+            self.get_logger().error(f"LoadCheckpoint {request.path}: {response.message}")
+        else:
+            response.success, response.message = True, f"loaded {request.path}"
+            self.get_logger().info(response.message)
+        self._publish_diagnostics()
+        return response
+
+    def _publish_diagnostics(self) -> None:
+        status = self.runner.status()
+        self._last_level = status.level
+        self.diag_pub.publish(diagnostics(self, "stare: policy_server", status.level, status.message, status.values))
+
+
+def main(args=None) -> int:
+    return run_node(PolicyServer, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

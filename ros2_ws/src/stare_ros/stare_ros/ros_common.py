@@ -1,0 +1,90 @@
+"""What every STARE node shares: typed parameters from a config dataclass, stamps, QoS profiles, the
+diagnostics message, and a `main()` that spins until SIGINT/SIGTERM and shuts down cleanly."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import typing
+
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from stare_policy.typed_config import ConfigError, from_dict
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+"""Images, joint states, commands: reliable, so lock-step simulation and the logger lose nothing."""
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+"""Instruction and goal: a late subscriber still gets the current one."""
+EVENTS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+
+
+def declare_config(node, cls):
+    """Declare every field of the dataclass `cls` as a parameter of `node` (default: the field's
+    default) and build `cls` from the values; a bad value raises ValueError with one line."""
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        value = node.declare_parameter(f.name, list(default) if isinstance(default, tuple) else default).value
+        if hints[f.name] is float and isinstance(value, int):
+            value = float(value)
+        if isinstance(default, tuple) and value is not None:
+            value = tuple(value)
+        values[f.name] = value
+    try:
+        return from_dict(cls, values)
+    except (ConfigError, TypeError) as err:
+        raise ValueError(f"{node.get_name()}: bad parameter: {err}") from None
+
+
+def to_seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def to_stamp(seconds: float):
+    from builtin_interfaces.msg import Time
+
+    sec = int(seconds // 1)
+    return Time(sec=sec, nanosec=min(int(round((seconds - sec) * 1e9)), 999_999_999))
+
+
+def now_seconds(node) -> float:
+    return node.get_clock().now().nanoseconds * 1e-9
+
+
+def diagnostics(node, name: str, level: int, message: str, values: dict[str, str]):
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    msg = DiagnosticArray()
+    msg.header.stamp = node.get_clock().now().to_msg()
+    msg.status = [DiagnosticStatus(level=bytes([level]), name=name, message=message, hardware_id=node.get_name(),
+                                   values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])]
+    return msg
+
+
+def run_node(make_node, args=None) -> int:
+    """Create the node (`make_node()`), spin it, shut down on SIGINT/SIGTERM. Exit code 1 with one line
+    when the node cannot start (bad parameters, checkpoint missing)."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = None
+    try:
+        node = make_node()
+        executor = MultiThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if close is not None:
+                close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
