@@ -31,7 +31,8 @@ def _frames(data: str, n: int):
     ds = Dataset(data)
     ep = ds.episode(0)
     idx = np.arange(n) % len(ep)
-    return ep.arrays["image"][idx], {k: ep.arrays[k][idx] for k in ("qpos", "tcp_pose")}, ds.spec
+    keys = ("qpos", "tcp_pose", *ds.spec.goal_inputs)
+    return ep.arrays["image"][idx], {k: ep.arrays[k][idx] for k in keys}, ds.spec
 
 
 def part_infer(args) -> dict:
@@ -68,7 +69,7 @@ def part_train(args) -> dict:
     ckpt = checkpoint.load(args.checkpoint)
     model, processor = ckpt.model.train(), ckpt.processor
     cfg = sft.SFTConfig(model=model.config, batch_size=args.batch_size)
-    frames = load_frames([args.data], cfg.model.proprio_keys)
+    frames = load_frames([args.data], cfg.model.proprio_keys, cfg.model.proprio_dims)
     bins = processor.bins(frames.actions)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     rng = np.random.default_rng(0)

@@ -15,16 +15,19 @@ from sim_training.tasks import TASKS
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stare-demos",
-        description="Run ManiSkill3's motion planners, convert the trajectories to end-effector delta actions, "
-        "render the policy camera, and write a dataset (docs/data-format.md).",
+        description="Run a task's expert (ManiSkill3's motion planner, converted to end-effector delta actions, "
+        "or a scripted closed-loop controller), render the policy camera, and write a dataset "
+        "(docs/data-format.md).",
     )
-    planned = [t for t, spec in TASKS.items() if spec.motion_planner]
+    planned = [t for t, spec in TASKS.items() if spec.motion_planner or spec.expert == "scripted"]
     parser.add_argument("--task", required=True, help=f"task id, one of: {', '.join(planned)}")
     parser.add_argument("--episodes", "-n", type=int, required=True, help="number of demos to write")
     parser.add_argument("--out", required=True, type=Path, help="dataset directory to create")
     parser.add_argument("--workers", type=int, default=1, help="simulator processes (default 1)")
     parser.add_argument("--seed-start", type=int, default=0, help="first env seed (default 0)")
     parser.add_argument("--max-attempts", type=int, default=None, help="seeds to try at most (default 3N+10)")
+    parser.add_argument("--expert", choices=("planner", "scripted"), default=None,
+                        help="demonstrator (default: the task's own, TaskSpec.expert)")
     parser.add_argument("--keep-failed", action="store_true", help="also keep demos that did not succeed")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument("--json", type=Path, default=None, help="write a summary of the run to this file")
@@ -66,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sim_training.demos.collect import collect_demos
     from sim_training.demos.expert import NoPlannerError
+    from sim_training.demos.scripted import NoScriptError
     from sim_training.envs.assets import MissingAssetsError
 
     try:
@@ -74,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         report = collect_demos(
             args.task, args.episodes, args.out, workers=args.workers, seed_start=args.seed_start,
             max_attempts=args.max_attempts, keep_failed=args.keep_failed, overwrite=args.overwrite,
-            progress=not args.quiet,
+            progress=not args.quiet, expert=args.expert,
         )
-    except (MissingAssetsError, NoPlannerError, PermissionError, FileExistsError, RuntimeError) as err:
+    except (MissingAssetsError, NoPlannerError, NoScriptError, PermissionError, FileExistsError, RuntimeError) as err:
         print(f"stare-demos: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -87,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         _write_json(args.json, summary)
     print(
         f"wrote {report.written} demos of {report.task} to {report.out} in {report.seconds:.1f} s "
-        f"({report.demos_per_second:.3f} demos/s, planner success {report.planner_success_rate:.0%} "
-        f"over {report.attempts} seeds)"
+        f"({report.demos_per_second:.3f} demos/s, {report.expert} expert, "
+        f"planner success {report.planner_success_rate:.0%} over {report.attempts} seeds)"
     )
     return 0
 

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from sim_training.data import DatasetWriter
 from sim_training.demos.expert import DemoResult, ExpertDemoGenerator, planner_solution
+from sim_training.demos.scripted import ScriptedDemoGenerator, script_for
 from sim_training.envs.assets import require_assets
 from sim_training.tasks import TaskSpec, get_task
 
@@ -19,11 +20,13 @@ from sim_training.tasks import TaskSpec, get_task
 @dataclass
 class CollectionReport:
     task: str
+    expert: str
+    """'planner' or 'scripted' (TaskSpec.expert, or the caller's choice)."""
     requested: int
     written: int
     attempts: int
     planner_success_rate: float
-    """Fraction of attempted seeds on which the motion planner reached the goal."""
+    """Fraction of attempted seeds on which the motion planner reached the goal (1 for scripted experts)."""
     conversion_success_rate: float
     """Fraction of planned episodes that still succeed after conversion to end-effector control."""
     seconds: float
@@ -35,15 +38,16 @@ class CollectionReport:
         return asdict(self)
 
 
-_generator: ExpertDemoGenerator | None = None
+EXPERTS = ("planner", "scripted")
+_generator: ExpertDemoGenerator | ScriptedDemoGenerator | None = None
 
 
-def _init_worker(spec: TaskSpec) -> None:
+def _init_worker(spec: TaskSpec, expert: str) -> None:
     import torch
 
     torch.set_num_threads(1)
     global _generator
-    _generator = ExpertDemoGenerator(spec)
+    _generator = ScriptedDemoGenerator(spec) if expert == "scripted" else ExpertDemoGenerator(spec)
 
 
 def _generate(seed: int) -> DemoResult:
@@ -51,16 +55,16 @@ def _generate(seed: int) -> DemoResult:
     return _generator.generate(seed)
 
 
-def _results(spec: TaskSpec, seeds: range, workers: int) -> Iterator[DemoResult]:
+def _results(spec: TaskSpec, expert: str, seeds: range, workers: int) -> Iterator[DemoResult]:
     """Demo results in seed order, computed in-process or by a pool of spawned workers."""
     if workers == 1:
-        _init_worker(spec)
+        _init_worker(spec, expert)
         try:
             yield from map(_generate, seeds)
         finally:
             _generator.close()
         return
-    with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(spec,)) as pool:
+    with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(spec, expert)) as pool:
         yield from pool.imap(_generate, seeds, chunksize=1)
         # Leaving the block terminates seeds still in flight once enough demos are written.
 
@@ -76,18 +80,26 @@ def collect_demos(
     keep_failed: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    expert: str | None = None,
 ) -> CollectionReport:
-    """Run the planner on seeds seed_start, seed_start+1, ... until `episodes` demos are written.
+    """Run the task's expert (`expert` overrides `spec.expert`) on seeds seed_start, seed_start+1, ...
+    until `episodes` demos are written.
 
     Only successful demos are kept unless `keep_failed`. Gives up after `max_attempts` seeds
-    (default 3 * episodes + 10) so a task the planner rarely solves cannot loop forever.
+    (default 3 * episodes + 10) so a task the expert rarely solves cannot loop forever.
     """
     spec = get_task(task)
     if episodes <= 0:
         raise ValueError(f"--episodes must be positive, got {episodes}")
     if workers <= 0:
         raise ValueError(f"--workers must be positive, got {workers}")
-    planner_solution(spec)
+    expert = expert or spec.expert
+    if expert not in EXPERTS:
+        raise ValueError(f"expert must be one of {EXPERTS}, got {expert!r}")
+    if expert == "scripted":
+        script_for(spec)
+    else:
+        planner_solution(spec)
     require_assets(spec)
     max_attempts = max_attempts or 3 * episodes + 10
     seeds = range(seed_start, seed_start + max_attempts)
@@ -96,9 +108,11 @@ def collect_demos(
     attempts = planned = converted = 0
     source = {"kind": "motion_planner", "planner_control_mode": "pd_joint_pos", "seed_start": seed_start,
               "keep_failed": keep_failed}
+    if expert == "scripted":
+        source = {"kind": "scripted", "seed_start": seed_start, "keep_failed": keep_failed}
     with DatasetWriter(out, spec, overwrite=overwrite, source=source) as writer:
         bar = tqdm(total=episodes, desc=f"demos {spec.env_id}", unit="demo", disable=not progress)
-        for result in _results(spec, seeds, workers):
+        for result in _results(spec, expert, seeds, workers):
             attempts += 1
             planned += result.planned
             converted += result.planned and result.success
@@ -118,6 +132,7 @@ def collect_demos(
     seconds = time.monotonic() - start
     return CollectionReport(
         task=spec.env_id,
+        expert=expert,
         requested=episodes,
         written=len(writer),
         attempts=attempts,

@@ -23,7 +23,7 @@ def env_kwargs(spec: TaskSpec, **overrides: Any) -> dict[str, Any]:
         obs_mode=spec.obs_mode,
         control_mode=spec.control_mode,
         max_episode_steps=spec.max_episode_steps,
-        sensor_configs={spec.camera.name: dict(width=spec.camera.width, height=spec.camera.height)},
+        sensor_configs={spec.camera.name: spec.camera.sensor_config()},
         sim_backend="cpu",
         render_backend="cpu",
     )

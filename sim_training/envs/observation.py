@@ -1,7 +1,7 @@
 """Read what the policy sees and what the stage separator may use out of a single env's step.
 
 Policy inputs (available on a real robot): the policy camera's RGB image, joint positions (7 arm + 2
-finger joints) and the TCP pose. Privileged state (simulation only): the poses of the task's tracked
+finger joints), the TCP pose, and the task's goal inputs (PickCube's goal position). Privileged state (simulation only): the poses of the task's tracked
 actors, whether the grasp actor is held, and the env's success flags.
 """
 
@@ -28,6 +28,7 @@ def policy_inputs(obs: dict, spec: TaskSpec) -> dict[str, np.ndarray]:
         "image": _first(obs["sensor_data"][spec.camera.name]["rgb"]).astype(np.uint8),
         "qpos": _first(obs["agent"]["qpos"]).astype(np.float32),
         "tcp_pose": _first(obs["extra"]["tcp_pose"]).astype(np.float32),
+        **{key: _first(obs["extra"][key]).astype(np.float32) for key in spec.goal_inputs},
     }
 
 

@@ -23,7 +23,7 @@ import torch
 from sim_training.tasks import TaskSpec
 
 Act = Callable[[np.ndarray, dict[str, np.ndarray]], np.ndarray]
-"""(images (K, H, W, 3) uint8, proprio {qpos, tcp_pose}) -> actions (K, 7)."""
+"""(images (K, H, W, 3) uint8, proprio {qpos, tcp_pose, goal inputs}) -> actions (K, 7)."""
 
 
 @dataclass
@@ -51,6 +51,7 @@ def batched_inputs(obs: dict, spec: TaskSpec) -> tuple[np.ndarray | torch.Tensor
     """What the policy sees, for every env of a vector env (the batched form of `policy_inputs`)."""
     image = obs["sensor_data"][spec.camera.name]["rgb"]
     proprio = {"qpos": _numpy(obs["agent"]["qpos"]), "tcp_pose": _numpy(obs["extra"]["tcp_pose"])}
+    proprio.update({key: _numpy(obs["extra"][key]) for key in spec.goal_inputs})
     return image, proprio
 
 

@@ -19,6 +19,23 @@ class CameraSpec:
     """Sensor uid in the ManiSkill3 scene."""
     width: int = 128
     height: int = 128
+    eye: tuple[float, float, float] | None = None
+    """Camera position in the world frame (m); None keeps the env's own pose (then `target` is ignored)."""
+    target: tuple[float, float, float] | None = None
+    """The point the camera looks at."""
+    fov: float | None = None
+    """Vertical field of view (rad); None keeps the env's."""
+
+    def sensor_config(self) -> dict[str, Any]:
+        """The ManiSkill3 `sensor_configs` entry that realises this camera."""
+        config: dict[str, Any] = dict(width=self.width, height=self.height)
+        if self.eye is not None:
+            from mani_skill.utils import sapien_utils
+
+            config["pose"] = sapien_utils.look_at(list(self.eye), list(self.target or (0.0, 0.0, 0.0))).raw_pose[0].tolist()
+        if self.fov is not None:
+            config["fov"] = self.fov
+        return config
 
 
 @dataclass(frozen=True)
@@ -46,6 +63,13 @@ class TaskSpec:
     control_freq: int = 20
     """Hz; one policy action per control step."""
     obs_mode: str = "rgb"
+    goal_inputs: tuple[str, ...] = ()
+    """Keys of the env's `obs["extra"]` that state the goal and are given to the policy beside
+    proprioception (PickCube's `goal_pos`, the point the cube must reach: part of the command, as the
+    instruction is, and part of ManiSkill3's own observation)."""
+    expert: str = "planner"
+    """Source of `stare-demos` demonstrations: 'planner' (ManiSkill3's motion planner, converted) or
+    'scripted' (a closed-loop end-effector controller in `sim_training.demos.scripted`)."""
     revealed_actors: tuple[str, ...] = ()
     """Actors the env hides from sensor cameras that the policy must see (PickCube's goal marker)."""
     required_assets: tuple[str, ...] = ()
@@ -73,7 +97,12 @@ class TaskSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TaskSpec":
         data = dict(data)
-        data["camera"] = CameraSpec(**data["camera"])
-        for key in ("instructions", "success_flags", "tracked_actors", "revealed_actors", "required_assets"):
+        camera = dict(data["camera"])
+        for key in ("eye", "target"):
+            if camera.get(key) is not None:
+                camera[key] = tuple(camera[key])
+        data["camera"] = CameraSpec(**camera)
+        for key in ("instructions", "success_flags", "tracked_actors", "revealed_actors", "required_assets",
+                    "goal_inputs"):
             data[key] = tuple(data.get(key, ()))
         return cls(**data)

@@ -1,13 +1,17 @@
 """ManiSkill3 Franka (Panda) tabletop tasks.
 
 Instructions are ours: ManiSkill3's tabletop tasks carry no language. Every task uses the single
-`base_camera` at 128x128 and the plain `panda` robot (no wrist camera), except PegInsertionSide, whose
-env only supports `panda_wristcam`; its policy still reads only the base camera.
+`base_camera` at 128x128 (moved in closer for the five cube and peg tasks) and the plain `panda` robot
+(no wrist camera), except PegInsertionSide, whose env only supports `panda_wristcam`; its policy still
+reads only the base camera.
 """
 
 from sim_training.tasks.spec import CameraSpec, TaskSpec
 
 BASE_CAMERA = CameraSpec("base_camera", 128, 128)
+WORKSPACE_CAMERA = CameraSpec("base_camera", 128, 128, eye=(0.3, 0.25, 0.45), target=(-0.05, 0.0, 0.1), fov=1.0)
+"""The base camera moved in from ManiSkill3's default (0.6 m up, 90 degree view, where a 4 cm cube is
+3 pixels) to frame the 20 x 20 cm workspace from the front right: the cube spans about 10 pixels."""
 
 PICK_CUBE = TaskSpec(
     env_id="PickCube-v1",
@@ -19,11 +23,13 @@ PICK_CUBE = TaskSpec(
         "lift the red cube to the green sphere and hold it there",
         "move the red block to the green target point",
     ),
-    camera=BASE_CAMERA,
+    camera=WORKSPACE_CAMERA,
     max_episode_steps=100,
     success_flags=("success", "is_obj_placed", "is_robot_static", "is_grasped"),
     tracked_actors=("cube", "goal_site"),
     grasp_actor="cube",
+    goal_inputs=("goal_pos",),
+    expert="scripted",
     revealed_actors=("goal_site",),
 )
 
@@ -37,7 +43,7 @@ STACK_CUBE = TaskSpec(
         "pick up the red cube and place it on the green cube",
         "place the red cube onto the green one",
     ),
-    camera=BASE_CAMERA,
+    camera=WORKSPACE_CAMERA,
     max_episode_steps=150,
     success_flags=("success", "is_cubeA_grasped", "is_cubeA_on_cubeB", "is_cubeA_static"),
     tracked_actors=("cubeA", "cubeB"),
@@ -54,7 +60,7 @@ PUSH_CUBE = TaskSpec(
         "push the blue block to the goal region",
         "move the blue cube onto the red target by pushing it",
     ),
-    camera=BASE_CAMERA,
+    camera=WORKSPACE_CAMERA,
     max_episode_steps=100,
     success_flags=("success",),
     tracked_actors=("obj", "goal_region"),
@@ -70,7 +76,7 @@ PULL_CUBE = TaskSpec(
         "pull the blue block to the goal region",
         "bring the blue cube back to the red target by pulling it",
     ),
-    camera=BASE_CAMERA,
+    camera=WORKSPACE_CAMERA,
     max_episode_steps=100,
     success_flags=("success",),
     tracked_actors=("obj", "goal_region"),
@@ -86,7 +92,7 @@ LIFT_PEG_UPRIGHT = TaskSpec(
         "turn the peg so that it stands upright",
         "grasp the peg and place it standing on its end",
     ),
-    camera=BASE_CAMERA,
+    camera=WORKSPACE_CAMERA,
     max_episode_steps=300,
     success_flags=("success",),
     tracked_actors=("peg",),

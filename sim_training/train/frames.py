@@ -6,6 +6,7 @@ dimension. The validation split holds out whole episodes (frames of one episode 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -14,6 +15,9 @@ import numpy as np
 
 from sim_training.data import Dataset, DatasetError, action_statistics
 from sim_training.tasks import TaskSpec
+from stare_policy.model.config import VLAConfig
+
+ROBOT_STATE_KEYS = ("qpos", "tcp_pose")
 
 
 @dataclass
@@ -77,8 +81,25 @@ class Frames:
         return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
-def load_frames(paths: Sequence[str | Path], proprio_keys: Sequence[str]) -> Frames:
-    """Read datasets into memory; raises DatasetError on mismatched or malformed data."""
+def with_goal_inputs(model: VLAConfig, paths: Sequence[str | Path]) -> VLAConfig:
+    """`model` with the datasets' task goal inputs (TaskSpec.goal_inputs, e.g. PickCube's goal position)
+    appended to its proprioceptive keys, so the policy is told the goal its task states."""
+    keys, dims = list(model.proprio_keys), list(model.proprio_dims)
+    for path in paths:
+        dataset = Dataset(path)
+        for key in dataset.spec.goal_inputs:
+            if key not in keys and len(dataset):
+                keys.append(key)
+                dims.append(int(dataset.episode(0).arrays[key].shape[-1]))
+    return dataclasses.replace(model, proprio_keys=tuple(keys), proprio_dims=tuple(dims))
+
+
+def load_frames(paths: Sequence[str | Path], proprio_keys: Sequence[str],
+                proprio_dims: Sequence[int] | None = None) -> Frames:
+    """Read datasets into memory; raises DatasetError on mismatched or malformed data.
+
+    In multi-task data, a goal input that an episode's task does not have (another task's goal position)
+    is zero-filled (its size from `proprio_dims`)."""
     images, actions, task_index, instr_index, episode = [], [], [], [], []
     proprio: dict[str, list[np.ndarray]] = {k: [] for k in proprio_keys}
     tasks: list[TaskSpec] = []
@@ -89,8 +110,12 @@ def load_frames(paths: Sequence[str | Path], proprio_keys: Sequence[str]) -> Fra
         if dataset.spec not in tasks:
             tasks.append(dataset.spec)
         t = tasks.index(dataset.spec)
+        dims = dict(zip(proprio_keys, proprio_dims or ()))
         for ep in dataset:
-            missing = [k for k in proprio_keys if k not in ep.arrays]
+            # Another task's goal input; the robot's own state and this task's goal must be recorded.
+            zero_filled = {k for k in proprio_keys if k not in ep.arrays and k in dims
+                           and k not in dataset.spec.goal_inputs and k not in ROBOT_STATE_KEYS}
+            missing = [k for k in proprio_keys if k not in ep.arrays and k not in zero_filled]
             if missing:
                 raise DatasetError(f"{path}: episode (seed {ep.seed}) lacks proprio arrays {missing}")
             if ep.instruction not in instructions:
@@ -99,7 +124,8 @@ def load_frames(paths: Sequence[str | Path], proprio_keys: Sequence[str]) -> Fra
             images.append(ep.arrays["image"])
             actions.append(ep.arrays["action"].astype(np.float32))
             for k in proprio_keys:
-                proprio[k].append(ep.arrays[k].astype(np.float32))
+                value = np.zeros((n, dims[k]), np.float32) if k in zero_filled else ep.arrays[k].astype(np.float32)
+                proprio[k].append(value)
             task_index.append(np.full(n, t))
             instr_index.append(np.full(n, instructions.index(ep.instruction)))
             episode.append(np.full(n, n_episodes))

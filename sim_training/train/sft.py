@@ -12,6 +12,7 @@ state; rerunning the same command after a kill resumes from it. TensorBoard logs
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import signal
 import sys
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 from sim_training.train import TrainError, distributed
 from sim_training.train.augment import AugmentConfig, augment
-from sim_training.train.frames import Frames, load_frames
+from sim_training.train.frames import Frames, load_frames, with_goal_inputs
 from sim_training.train.state import load_optimizer, read_train_state, save_train_state
 from stare_policy.model import checkpoint
 from stare_policy.model.config import VLAConfig
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     # ---- configuration -------------------------------------------------------------------------------------
     cfg = load_yaml(args.config, SFTConfig) if args.config else SFTConfig()
     cfg = apply_overrides(cfg, args.overrides)
+    cfg = dataclasses.replace(cfg, model=with_goal_inputs(cfg.model, args.data))
     if cfg.steps <= 0 or cfg.batch_size <= 0:
         raise SFTError("steps and batch_size must be positive")
     device = distributed.pick_device(cfg.device)
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = _check_resume(prior, cfg, args.data)
 
     # ---- data ----------------------------------------------------------------------------------------------
-    frames = load_frames(args.data, cfg.model.proprio_keys)
+    frames = load_frames(args.data, cfg.model.proprio_keys, cfg.model.proprio_dims)
     train_rows, val_rows = frames.split(cfg.val_fraction, cfg.seed)
     if cfg.drop_idle > 0:
         idle = frames.idle(cfg.drop_idle, frames.action_stats(train_rows), cfg.model.gripper_dims)

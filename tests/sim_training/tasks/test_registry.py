@@ -42,3 +42,30 @@ def test_spec_round_trips_through_a_dict():
 def test_unknown_task_names_the_known_ones():
     with pytest.raises(UnknownTaskError, match="PickCube-v1"):
         get_task("PickKube-v1")
+
+
+def test_spec_round_trips_through_json():
+    import json
+
+    for spec in TASKS.values():
+        assert TaskSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+def test_the_policy_camera_and_goal_inputs_reach_the_env():
+    import numpy as np
+
+    from sim_training.envs import make_env
+    from sim_training.envs.observation import policy_inputs
+
+    spec = get_task("PickCube-v1")
+    assert spec.camera.fov is not None and spec.goal_inputs == ("goal_pos",)
+    env = make_env(spec)
+    try:
+        obs, _ = env.reset(seed=3)
+        config = env.unwrapped._sensor_configs[spec.camera.name]
+        assert config.fov == spec.camera.fov and (config.width, config.height) == (128, 128)
+        np.testing.assert_allclose(np.asarray(config.pose.p).reshape(-1), spec.camera.eye, atol=1e-6)
+        inputs = policy_inputs(obs, spec)
+        np.testing.assert_allclose(inputs["goal_pos"], env.unwrapped.goal_site.pose.p.numpy()[0], atol=1e-6)
+    finally:
+        env.close()

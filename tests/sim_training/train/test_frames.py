@@ -50,3 +50,32 @@ def test_soft_targets_are_one_hot_at_zero_width_and_gaussian_otherwise():
     assert torch.allclose(soft.sum(-1), torch.ones(1, 3))
     assert soft[0, 1].argmax() == 128 and soft[0, 1, 125] == soft[0, 1, 131]
     assert soft[0, 0].argmax() == 0 and soft[0, 2].argmax() == 255  # truncated at the ends, renormalised
+
+
+def test_goal_inputs_join_proprio_and_are_zero_filled_for_tasks_without_them(tmp_path):
+    import pytest
+
+    from sim_training.data import DatasetError, DatasetWriter, Episode
+    from sim_training.train.frames import load_frames, with_goal_inputs
+    from stare_policy.model.config import VLAConfig
+
+    def write(name, task, with_goal):
+        n = 3
+        arrays = {"image": np.zeros((n, 8, 8, 3), np.uint8), "qpos": np.ones((n, 9), np.float32),
+                  "tcp_pose": np.ones((n, 7), np.float32), "action": np.zeros((n, 7), np.float32)}
+        if with_goal:
+            arrays["goal_pos"] = np.full((n, 3), 0.5, np.float32)
+        with DatasetWriter(tmp_path / name, TASKS[task], source={"kind": "test"}) as writer:
+            writer.add(Episode(arrays=arrays, seed=0, instruction=TASKS[task].instruction, success=True))
+            writer.commit()
+        return tmp_path / name
+
+    pick, push = write("pick", "PickCube-v1", True), write("push", "PushCube-v1", False)
+    model = with_goal_inputs(VLAConfig(), [push, pick])
+    assert model.proprio_keys == ("qpos", "tcp_pose", "goal_pos") and model.proprio_dims == (9, 7, 3)
+    frames = load_frames([pick, push], model.proprio_keys, model.proprio_dims)
+    assert frames.proprio["goal_pos"].tolist() == [[0.5] * 3] * 3 + [[0.0] * 3] * 3
+    # A task that states a goal must have recorded it.
+    no_goal = write("pick-without-goal", "PickCube-v1", False)
+    with pytest.raises(DatasetError, match="goal_pos"):
+        load_frames([no_goal], model.proprio_keys, model.proprio_dims)

@@ -1,0 +1,115 @@
+"""Scripted closed-loop experts: end-effector controllers that read the simulator's privileged state.
+
+Motion-planner demonstrations are open-loop joint trajectories with trapezoidal velocity profiles: the
+command at a given pose depends on how far along a segment the arm is, which one camera frame cannot show,
+and every segment starts and ends at rest. A proportional controller towards a phase's waypoint gives
+commands that are a function of what the policy observes (where the object is relative to the gripper,
+whether the fingers are closed), so imitation learns them from a few hundred episodes and the learned
+policy corrects its own drift the way the expert does.
+
+Each script acts in the task's own `pd_ee_delta_pose` control (normalised to [-1, 1]) and keeps the
+gripper's orientation; it is recorded with the same step log as the planner's demonstrations.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from sim_training.data import Episode
+from sim_training.demos.expert import DemoResult, _StepLog
+from sim_training.envs import make_env
+from sim_training.tasks import TaskSpec, get_task
+
+EE_STEP_LIMIT_M = 0.1
+"""Panda `pd_ee_delta_pose`: a normalised translation command of 1 moves the target 0.1 m."""
+
+
+class NoScriptError(RuntimeError):
+    """No scripted expert is written for the task."""
+
+
+def _position(actor) -> np.ndarray:
+    return np.asarray(actor.pose.p.cpu().numpy()).reshape(-1, 3)[0].astype(np.float64)
+
+
+def _move(target: np.ndarray, tcp: np.ndarray, gripper: float, gain: float, max_step: float) -> np.ndarray:
+    delta = np.clip(gain * (target - tcp), -max_step, max_step) / EE_STEP_LIMIT_M
+    return np.concatenate([delta, np.zeros(3), [gripper]]).astype(np.float32)
+
+
+class PickCubeScript:
+    """Above the cube -> down to its centre -> close -> carry it to the goal and hold still."""
+
+    hover_m = 0.06
+    gain = 0.7
+    max_step_m = 0.06
+    close_steps = 5
+
+    def reset(self) -> None:
+        self.phase = "above"
+        self.closing = 0
+
+    def __call__(self, env) -> np.ndarray:
+        base = env.unwrapped
+        tcp, cube, goal = _position(base.agent.tcp), _position(base.cube), _position(base.goal_site)
+        if self.phase == "above":
+            target = cube + [0.0, 0.0, self.hover_m]
+            if np.linalg.norm(target - tcp) < 0.012:
+                self.phase = "down"
+        if self.phase == "down":
+            target = cube
+            if np.linalg.norm(target - tcp) < 0.008:
+                self.phase = "close"
+        if self.phase == "close":
+            self.closing += 1
+            if self.closing > self.close_steps:
+                self.phase = "carry"
+            else:
+                return _move(tcp, tcp, -1.0, self.gain, self.max_step_m)
+        if self.phase == "carry":
+            return _move(goal, tcp, -1.0, self.gain, self.max_step_m)
+        return _move(target, tcp, 1.0, self.gain, self.max_step_m)
+
+
+SCRIPTS: dict[str, Callable[[], object]] = {"PickCube-v1": PickCubeScript}
+
+
+def script_for(spec: TaskSpec):
+    if spec.env_id not in SCRIPTS:
+        raise NoScriptError(f"no scripted expert for {spec.env_id}; scripted: {', '.join(SCRIPTS)}")
+    return SCRIPTS[spec.env_id]()
+
+
+class ScriptedDemoGenerator:
+    """Owns a recording env for one task; `generate(seed)` runs the script until success or the step limit."""
+
+    def __init__(self, task: str | TaskSpec):
+        self.spec = get_task(task)
+        self.script = script_for(self.spec)
+        self.env = _StepLog(make_env(self.spec), self.spec)
+
+    def generate(self, seed: int) -> DemoResult:
+        self.env.reset(seed=seed)
+        initial_state = self.env.unwrapped.get_state().cpu().numpy().reshape(-1).astype(np.float32)
+        self.script.reset()
+        success = False
+        for _ in range(self.spec.max_episode_steps):
+            _, _, _, _, info = self.env.step(self.script(self.env)[None])
+            if bool(np.asarray(info["success"].cpu() if hasattr(info["success"], "cpu") else info["success"]).any()):
+                success = True
+                break
+        arrays = self.env.arrays()
+        arrays["initial_state"] = initial_state
+        episode = Episode(
+            arrays=arrays,
+            seed=seed,
+            instruction=self.spec.instructions[seed % len(self.spec.instructions)],
+            success=success,
+            extra={"expert": "scripted"},
+        )
+        return DemoResult(seed, True, episode, "" if success else "the script did not succeed in time")
+
+    def close(self) -> None:
+        self.env.close()
