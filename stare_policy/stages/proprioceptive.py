@@ -133,6 +133,11 @@ class ProprioSegmenter:
         self._lost = self._was_closed = False
 
     @property
+    def stage(self) -> int:
+        """The stage of the last usable sample (UNKNOWN before the first): where a bad sample leaves off."""
+        return self._stage
+
+    @property
     def stage_name(self) -> str:
         return self.spec.names[self.label] if self.label >= 0 else UNKNOWN_NAME
 

@@ -100,3 +100,13 @@ def joint_msg(q, stamp, names=None):
     msg = JointState(name=list(names or (*PANDA_ARM_JOINTS, *PANDA_FINGER_JOINTS)), position=[float(v) for v in q])
     msg.header.stamp = stamp
     return msg
+
+
+def bag_custom_data(bag) -> dict[str, str]:
+    """The custom_data of a rosbag2 bag, read from its metadata.yaml as `ros2 bag info` does."""
+    from pathlib import Path
+
+    import yaml
+
+    meta = yaml.safe_load((Path(bag) / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    return meta.get("custom_data") or {}

@@ -154,15 +154,12 @@ class EpisodeLoggerConfig:
     """Task written into the metadata when a StartEpisode request names none."""
     checkpoint: str = ""
     """Checkpoint written into the metadata (the policy that ran)."""
-    chunk_size: int = 1 << 20
-    """MCAP chunk size in bytes: a kill -9 loses at most the chunk being filled."""
 
     def __post_init__(self) -> None:
         for entry in self.topics:
             name, _, msgtype = entry.partition(":")
             if not name.startswith("/") or msgtype.count("/") != 2:
                 raise ValueError(f"topics entry {entry!r} is not '/name:package/msg/Type'")
-        _positive("chunk_size", self.chunk_size)
 
 
 @dataclass

@@ -1,0 +1,117 @@
+"""Episode bags without ROS: rosbag2 bags in MCAP storage written with `rosbags` from serialized (CDR)
+messages, one bag per episode, with the episode's metadata in the bag's `custom_data` and one line per
+bag in `<output_dir>/episodes.jsonl`, which is what offline retraining reads to find them."""
+
+from __future__ import annotations
+
+import json
+import os
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+INDEX = "episodes.jsonl"
+
+
+def stare_msg_dir() -> Path:
+    """stare_interfaces' installed .msg files: the ament index on a ROS install, else the venv prefix."""
+    if os.environ.get("AMENT_PREFIX_PATH"):
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            return Path(get_package_share_directory("stare_interfaces")) / "msg"
+        except PackageNotFoundError:
+            pass
+    return Path(sysconfig.get_path("data")) / "share" / "stare_interfaces" / "msg"
+
+
+def typestore():
+    """Jazzy's standard types plus stare_interfaces' messages (rosbags hashes them as rosidl does)."""
+    store = get_typestore(Stores.ROS2_JAZZY)
+    types: dict = {}
+    for path in sorted(stare_msg_dir().glob("*.msg")):
+        types.update(get_types_from_msg(path.read_text(), f"stare_interfaces/msg/{path.stem}"))
+    store.register(types)
+    return store
+
+
+@dataclass
+class EpisodeInfo:
+    episode_id: str
+    task: str
+    instruction: str
+    checkpoint: str
+    seed: int
+    start_ns: int
+    outcome: str = ""
+    steps: int = 0
+    stages: list[dict] = field(default_factory=list)
+    """Stages in the order entered: {"stage", "name", "t"} (t: seconds since the episode start)."""
+    messages: dict[str, int] = field(default_factory=dict)
+    """Messages written per topic."""
+
+
+class EpisodeRecorder:
+    def __init__(self, output_dir: str | Path, topics: dict[str, str]):
+        """`topics`: topic name -> message type ('sensor_msgs/msg/Image')."""
+        self.output_dir = Path(output_dir)
+        self.topics = dict(topics)
+        self.store = typestore()
+        unknown = [t for t in self.topics.values() if t not in self.store.types]
+        if unknown:
+            raise ValueError(f"unknown message types for recording: {', '.join(unknown)}")
+        self.writer: Writer | None = None
+        self.info: EpisodeInfo | None = None
+        self.path: Path | None = None
+        self._connections: dict = {}
+
+    @property
+    def recording(self) -> bool:
+        return self.writer is not None
+
+    def start(self, info: EpisodeInfo) -> Path:
+        if self.writer is not None:
+            self.stop("aborted")
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        path = self.output_dir / info.episode_id
+        writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
+        writer.open()
+        self._connections = {topic: writer.add_connection(topic, msgtype, typestore=self.store)
+                             for topic, msgtype in self.topics.items()}
+        self.writer, self.info, self.path = writer, info, path
+        return path
+
+    def write(self, topic: str, stamp_ns: int, data: bytes) -> bool:
+        """Write one serialized message (False when no episode is being recorded)."""
+        writer, info = self.writer, self.info
+        if writer is None:
+            return False
+        writer.write(self._connections[topic], stamp_ns, bytes(data))
+        info.messages[topic] = info.messages.get(topic, 0) + 1
+        return True
+
+    def note_stage(self, index: int, name: str, stamp_ns: int) -> None:
+        info = self.info
+        if info is not None and (not info.stages or info.stages[-1]["stage"] != index):
+            info.stages.append({"stage": index, "name": name, "t": round((stamp_ns - info.start_ns) * 1e-9, 4)})
+
+    def stop(self, outcome: str, steps: int = 0) -> Path | None:
+        """Close the bag with the episode's metadata; returns its path (None when nothing was recording)."""
+        writer, info, path = self.writer, self.info, self.path
+        if writer is None:
+            return None
+        info.outcome, info.steps = outcome, steps or info.steps
+        meta = {"task": info.task, "instruction": info.instruction, "checkpoint": info.checkpoint,
+                "seed": str(info.seed), "outcome": outcome, "steps": str(info.steps),
+                "stages": json.dumps(info.stages), "episode_id": info.episode_id}
+        for key, value in meta.items():
+            writer.set_custom_data(f"stare.{key}", value)
+        writer.close()
+        self.writer = self.info = self.path = None
+        record = {**info.__dict__, "bag": str(path)}
+        with open(self.output_dir / INDEX, "a") as index:
+            index.write(json.dumps(record) + "\n")
+        return path
