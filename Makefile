@@ -2,6 +2,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# The policy `make demo` deploys (trained by `stare-train sft`; stare-bringup says how if it is missing).
+CHECKPOINT ?= runs/sft-pick-scripted
+EPISODES ?= 5
 
 .PHONY: setup demo test clean
 
@@ -9,10 +12,11 @@ setup:
 	@bash scripts/setup/venv.sh $(VENV)
 
 demo: setup
-	$(VENV)/bin/stare-demos --task PickCube-v1 --episodes 5 --out data/demo/PickCube-v1 --overwrite --json data/demo/PickCube-v1.json
+	$(VENV)/bin/stare-bringup --sim --task PickCube-v1 --episodes $(EPISODES) --checkpoint $(CHECKPOINT) \
+		--record runs/demo/bags --json runs/demo/summary.json
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf build data/demo .pytest_cache
+	rm -rf build data/demo runs/demo .pytest_cache

@@ -69,6 +69,8 @@ class EpisodeLogger(Node):
                 event = deserialize_message(data, EpisodeEvent)
                 current = self.current
                 if event.event == EpisodeEvent.STOP and current is not None and event.episode_id == current.episode_id:
+                    if event.seed >= 0:  # the simulator's seed when the request left it to the simulator
+                        self.recorder.info.seed = event.seed
                     self._pending_stop = (time.monotonic(), event)
 
         return write
