@@ -70,8 +70,10 @@ class SafetyLayer:
         if tcp_position is not None:
             tcp = np.asarray(tcp_position, np.float64)
             inside = np.clip(tcp + translation, cfg.workspace_min, cfg.workspace_max) - tcp
-            # From outside the box, the clamp can only point back towards it; never away from it.
-            boxed = np.where(np.sign(inside) == np.sign(translation), inside, 0.0)
+            # From outside the box the clamp points back towards it: pass motion that goes that way, never
+            # more of it than was asked, and nothing that goes further out.
+            boxed = np.where(np.sign(inside) == np.sign(translation),
+                             np.sign(translation) * np.minimum(np.abs(inside), np.abs(translation)), 0.0)
             if not np.allclose(boxed, translation, rtol=0, atol=1e-12):
                 translation = boxed
                 reasons.append("workspace")
