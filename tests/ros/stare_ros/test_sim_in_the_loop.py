@@ -85,3 +85,33 @@ def test_lockstep_episode_through_ros_matches_a_direct_rollout(ros, tiny_checkpo
     want = _direct_rollout(tiny_checkpoint, SEED, STEPS)
     assert len(want) == stop.steps
     np.testing.assert_allclose(np.stack(acted[:stop.steps]), np.stack(want), atol=1e-5)
+
+
+@pytest.mark.parametrize("with_policy", [True, False])
+def test_realtime_bridge_applies_twists_and_holds_still_without_them(ros, tiny_checkpoint, with_policy):
+    from sensor_msgs.msg import JointState
+
+    from stare_ros.nodes.policy_server import PolicyServer
+    from stare_ros.nodes.sim_bridge import SimBridge
+
+    steps = 8
+    ros.start(SimBridge, task="PickCube-v1", mode="realtime", max_episode_steps=steps)
+    if with_policy:
+        ros.start(PolicyServer, checkpoint=str(tiny_checkpoint), act_on="timer", control_rate_hz=20.0,
+                  stale_after_s=1.0)
+    probe = ros.node("probe")
+    events = ros.recorder(probe, EpisodeEvent, "/episode/events", EVENTS)
+    joints = ros.recorder(probe, JointState, "/joint_states", RELIABLE)
+    start = probe.create_publisher(EpisodeEvent, "/episode/events", EVENTS)
+    wait_for(lambda: start.get_subscription_count() >= 2, 30.0, "the bridge's event subscription")
+    count = len(joints)
+    start.publish(EpisodeEvent(event=EpisodeEvent.START, episode_id="rt", task="PickCube-v1", seed=SEED))
+    wait_for(lambda: any(e.event == EpisodeEvent.STOP for e in events), 60.0, "the end of the episode")
+    stop = next(e for e in events if e.event == EpisodeEvent.STOP)
+    assert stop.episode_id == "rt" and stop.steps == steps and stop.outcome == "timeout"
+    after_reset = next(j for j in joints[count:])
+    moved = np.abs(np.array(joints[-1].position[:7]) - np.array(after_reset.position[:7])).max()
+    if with_policy:
+        assert moved > 1e-3, "the policy's twists did not move the arm"
+    else:
+        assert moved < 1e-3, f"the arm moved {moved} rad without commands"
