@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-attempts", type=int, default=None, help="seeds to try at most (default 3N+10)")
     parser.add_argument("--expert", choices=("planner", "scripted"), default=None,
                         help="demonstrator (default: the task's own, TaskSpec.expert)")
+    parser.add_argument("--hold-steps", type=int, default=None,
+                        help="scripted experts: steps recorded after the first success (default 5)")
     parser.add_argument("--keep-failed", action="store_true", help="also keep demos that did not succeed")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument("--json", type=Path, default=None, help="write a summary of the run to this file")
@@ -62,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--episodes must be positive, got {args.episodes}")
     if args.workers <= 0:
         parser.error(f"--workers must be positive, got {args.workers}")
+    if args.hold_steps is not None and args.hold_steps < 0:
+        parser.error(f"--hold-steps must be >= 0, got {args.hold_steps}")
     if args.max_attempts is not None and args.max_attempts < args.episodes:
         parser.error("--max-attempts must be at least --episodes")
     if args.out.exists() and not args.overwrite:
@@ -79,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             args.task, args.episodes, args.out, workers=args.workers, seed_start=args.seed_start,
             max_attempts=args.max_attempts, keep_failed=args.keep_failed, overwrite=args.overwrite,
             progress=not args.quiet, expert=args.expert,
+            **({} if args.hold_steps is None else {"hold_steps": args.hold_steps}),
         )
     except (MissingAssetsError, NoPlannerError, NoScriptError, PermissionError, FileExistsError, RuntimeError) as err:
         print(f"stare-demos: error: {err}", file=sys.stderr)

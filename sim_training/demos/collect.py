@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from sim_training.data import DatasetWriter
 from sim_training.demos.expert import DemoResult, ExpertDemoGenerator, planner_solution
-from sim_training.demos.scripted import ScriptedDemoGenerator, script_for
+from sim_training.demos.scripted import HOLD_STEPS, ScriptedDemoGenerator, script_for
 from sim_training.envs.assets import require_assets
 from sim_training.tasks import TaskSpec, get_task
 
@@ -42,12 +42,12 @@ EXPERTS = ("planner", "scripted")
 _generator: ExpertDemoGenerator | ScriptedDemoGenerator | None = None
 
 
-def _init_worker(spec: TaskSpec, expert: str) -> None:
+def _init_worker(spec: TaskSpec, expert: str, hold_steps: int = HOLD_STEPS) -> None:
     import torch
 
     torch.set_num_threads(1)
     global _generator
-    _generator = ScriptedDemoGenerator(spec) if expert == "scripted" else ExpertDemoGenerator(spec)
+    _generator = ScriptedDemoGenerator(spec, hold_steps) if expert == "scripted" else ExpertDemoGenerator(spec)
 
 
 def _generate(seed: int) -> DemoResult:
@@ -55,16 +55,16 @@ def _generate(seed: int) -> DemoResult:
     return _generator.generate(seed)
 
 
-def _results(spec: TaskSpec, expert: str, seeds: range, workers: int) -> Iterator[DemoResult]:
+def _results(spec: TaskSpec, expert: str, hold_steps: int, seeds: range, workers: int) -> Iterator[DemoResult]:
     """Demo results in seed order, computed in-process or by a pool of spawned workers."""
     if workers == 1:
-        _init_worker(spec, expert)
+        _init_worker(spec, expert, hold_steps)
         try:
             yield from map(_generate, seeds)
         finally:
             _generator.close()
         return
-    with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(spec, expert)) as pool:
+    with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(spec, expert, hold_steps)) as pool:
         yield from pool.imap(_generate, seeds, chunksize=1)
         # Leaving the block terminates seeds still in flight once enough demos are written.
 
@@ -81,9 +81,10 @@ def collect_demos(
     overwrite: bool = False,
     progress: bool = True,
     expert: str | None = None,
+    hold_steps: int = HOLD_STEPS,
 ) -> CollectionReport:
     """Run the task's expert (`expert` overrides `spec.expert`) on seeds seed_start, seed_start+1, ...
-    until `episodes` demos are written.
+    until `episodes` demos are written (scripted experts record `hold_steps` more steps after success).
 
     Only successful demos are kept unless `keep_failed`. Gives up after `max_attempts` seeds
     (default 3 * episodes + 10) so a task the expert rarely solves cannot loop forever.
@@ -109,10 +110,11 @@ def collect_demos(
     source = {"kind": "motion_planner", "planner_control_mode": "pd_joint_pos", "seed_start": seed_start,
               "keep_failed": keep_failed}
     if expert == "scripted":
-        source = {"kind": "scripted", "seed_start": seed_start, "keep_failed": keep_failed}
+        source = {"kind": "scripted", "seed_start": seed_start, "keep_failed": keep_failed,
+                  "hold_steps": hold_steps}
     with DatasetWriter(out, spec, overwrite=overwrite, source=source) as writer:
         bar = tqdm(total=episodes, desc=f"demos {spec.env_id}", unit="demo", disable=not progress)
-        for result in _results(spec, expert, seeds, workers):
+        for result in _results(spec, expert, hold_steps, seeds, workers):
             attempts += 1
             planned += result.planned
             converted += result.planned and result.success

@@ -82,10 +82,19 @@ def script_for(spec: TaskSpec):
     return SCRIPTS[spec.env_id]()
 
 
-class ScriptedDemoGenerator:
-    """Owns a recording env for one task; `generate(seed)` runs the script until success or the step limit."""
+HOLD_STEPS = 5
+"""Steps recorded after the first success: each step stores the observation *before* its action, so
+without them the last recorded frame never shows the goal reached (and a policy never sees it held)."""
 
-    def __init__(self, task: str | TaskSpec):
+
+class ScriptedDemoGenerator:
+    """Owns a recording env for one task; `generate(seed)` runs the script until success or the step limit,
+    then `hold_steps` more steps of the script (at the goal it commands almost no motion)."""
+
+    def __init__(self, task: str | TaskSpec, hold_steps: int = HOLD_STEPS):
+        if hold_steps < 0:
+            raise ValueError(f"hold_steps must be >= 0, got {hold_steps}")
+        self.hold_steps = hold_steps
         self.spec = get_task(task)
         self.script = script_for(self.spec)
         self.env = _StepLog(make_env(self.spec), self.spec)
@@ -94,12 +103,15 @@ class ScriptedDemoGenerator:
         self.env.reset(seed=seed)
         initial_state = self.env.unwrapped.get_state().cpu().numpy().reshape(-1).astype(np.float32)
         self.script.reset()
-        success = False
-        for _ in range(self.spec.max_episode_steps):
+        succeeded_at = None
+        for t in range(self.spec.max_episode_steps):
             _, _, _, _, info = self.env.step(self.script(self.env)[None])
-            if bool(np.asarray(info["success"].cpu() if hasattr(info["success"], "cpu") else info["success"]).any()):
-                success = True
+            success = bool(np.asarray(info["success"].cpu()).any())
+            if succeeded_at is None and success:
+                succeeded_at = t
+            if succeeded_at is not None and t - succeeded_at >= self.hold_steps:
                 break
+        success = succeeded_at is not None and success  # still successful after holding
         arrays = self.env.arrays()
         arrays["initial_state"] = initial_state
         episode = Episode(
@@ -107,7 +119,7 @@ class ScriptedDemoGenerator:
             seed=seed,
             instruction=self.spec.instructions[seed % len(self.spec.instructions)],
             success=success,
-            extra={"expert": "scripted"},
+            extra={"expert": "scripted", "hold_steps": self.hold_steps},
         )
         return DemoResult(seed, True, episode, "" if success else "the script did not succeed in time")
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sim_training.demos.collect import collect_demos
-from sim_training.demos.scripted import NoScriptError, ScriptedDemoGenerator
+from sim_training.demos.scripted import HOLD_STEPS, NoScriptError, ScriptedDemoGenerator
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,9 @@ def test_pick_cube_script_succeeds_within_the_step_limit(pick_cube_episodes):
     for result in pick_cube_episodes:
         assert result.success, f"seed {result.seed}: {result.reason}"
         assert len(result.episode) < 100
-        assert result.episode.arrays["flag.success"][-1] and not result.episode.arrays["flag.success"][:-1].any()
+        first = int(np.argmax(result.episode.arrays["flag.success"]))
+        assert len(result.episode) == first + 1 + HOLD_STEPS  # held at the goal after the first success
+        assert result.episode.arrays["flag.success"][first:].all()
 
 
 def test_pick_cube_script_records_the_goal_and_a_feasible_command(pick_cube_episodes):
