@@ -115,3 +115,96 @@ class EpisodeRecorder:
         with open(self.output_dir / INDEX, "a") as index:
             index.write(json.dumps(record) + "\n")
         return path
+
+
+# -- bags of a killed logger ---------------------------------------------------------------------------
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+_SCHEMA, _CHANNEL, _MESSAGE, _CHUNK = 0x03, 0x04, 0x05, 0x06
+
+
+def _string(buf: memoryview, at: int) -> tuple[str, int]:
+    n = int.from_bytes(buf[at:at + 4], "little")
+    return bytes(buf[at + 4:at + 4 + n]).decode(), at + 4 + n
+
+
+def _records(buf: memoryview):
+    """(opcode, content) of each complete record; stops at the first truncated one."""
+    at = 0
+    while at + 9 <= len(buf):
+        opcode, length = buf[at], int.from_bytes(buf[at + 1:at + 9], "little")
+        if at + 9 + length > len(buf):
+            return
+        yield opcode, buf[at + 9:at + 9 + length]
+        at += 9 + length
+
+
+def _chunk_records(content: memoryview):
+    at = 8 + 8 + 8 + 4  # start time, end time, uncompressed size, crc
+    compression, at = _string(content, at)
+    if compression:
+        raise ValueError(f"compressed chunks ({compression}) are not supported")
+    n = int.from_bytes(content[at:at + 8], "little")
+    return _records(content[at + 8:at + 8 + n])
+
+
+def salvage_mcap(path: str | Path) -> tuple[dict[int, tuple[str, str]], list[tuple[int, int, bytes]]]:
+    """Channels {id: (topic, msgtype)} and messages [(channel id, log time, data)] of every complete
+    chunk of an MCAP file that was never closed (the writer was killed)."""
+    buf = memoryview(Path(path).read_bytes())
+    if bytes(buf[:8]) != MCAP_MAGIC:
+        raise ValueError(f"{path} is not an MCAP file")
+    schemas: dict[int, str] = {}
+    channels: dict[int, tuple[str, str]] = {}
+    messages: list[tuple[int, int, bytes]] = []
+
+    def visit(opcode: int, content: memoryview) -> None:
+        if opcode == _SCHEMA:
+            schemas[int.from_bytes(content[0:2], "little")] = _string(content, 2)[0]
+        elif opcode == _CHANNEL:
+            topic, _ = _string(content, 4)
+            channels[int.from_bytes(content[0:2], "little")] = (topic, schemas.get(int.from_bytes(content[2:4], "little"), ""))
+        elif opcode == _MESSAGE:
+            messages.append((int.from_bytes(content[0:2], "little"), int.from_bytes(content[6:14], "little"),
+                             bytes(content[22:])))
+
+    for opcode, content in _records(buf[8:]):
+        if opcode == _CHUNK:
+            for inner in _chunk_records(content):
+                visit(*inner)
+        else:
+            visit(opcode, content)
+    return channels, messages
+
+
+def repair_bag(bag: str | Path) -> int:
+    """Rewrite the bag of a killed episode_logger (an MCAP file without summary and no metadata.yaml) as a
+    complete bag holding every message of its complete chunks; the lost tail is the chunk being filled
+    when the process died (< 1 MiB, `rosbags`' chunk size). The original file is kept as
+    `<name>.mcap.killed`. Returns the number of messages recovered."""
+    bag = Path(bag)
+    if (bag / "metadata.yaml").is_file():
+        raise ValueError(f"{bag} has a metadata.yaml: it was closed properly")
+    (mcap,) = bag.glob("*.mcap")
+    channels, messages = salvage_mcap(mcap)
+    store = typestore()
+    killed = mcap.with_name(mcap.name + ".killed")
+    mcap.rename(killed)
+    tmp = bag.with_name(bag.name + ".repair")
+    writer = Writer(tmp, version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    conns = {cid: writer.add_connection(topic, msgtype, typestore=store) for cid, (topic, msgtype) in channels.items()}
+    start = None
+    for cid, stamp, data in messages:
+        writer.write(conns[cid], stamp, data)
+        if start is None and channels[cid][1] == "stare_interfaces/msg/EpisodeEvent":
+            start = store.deserialize_cdr(data, channels[cid][1])
+    if start is not None:
+        for key in ("episode_id", "task", "instruction", "seed"):
+            writer.set_custom_data(f"stare.{key}", str(getattr(start, key)))
+    writer.set_custom_data("stare.outcome", "killed")
+    writer.close()
+    (tmp / f"{tmp.name}.mcap").rename(bag / mcap.name)
+    (tmp / "metadata.yaml").write_text((tmp / "metadata.yaml").read_text().replace(f"{tmp.name}.mcap", mcap.name))
+    (tmp / "metadata.yaml").rename(bag / "metadata.yaml")
+    tmp.rmdir()
+    return len(messages)
