@@ -49,7 +49,8 @@ class EpisodeInfo:
     outcome: str = ""
     steps: int = 0
     stages: list[dict] = field(default_factory=list)
-    """Stages in the order entered: {"stage", "name", "t"} (t: seconds since the episode start)."""
+    """Stages in the order entered: {"stage", "name", "t"} (t: seconds from the start of the first stage,
+    by the StageState stamps)."""
     messages: dict[str, int] = field(default_factory=dict)
     """Messages written per topic."""
 
@@ -67,6 +68,7 @@ class EpisodeRecorder:
         self.info: EpisodeInfo | None = None
         self.path: Path | None = None
         self._connections: dict = {}
+        self._first_stage_ns = 0
 
     @property
     def recording(self) -> bool:
@@ -93,10 +95,13 @@ class EpisodeRecorder:
         info.messages[topic] = info.messages.get(topic, 0) + 1
         return True
 
-    def note_stage(self, index: int, name: str, stamp_ns: int) -> None:
+    def note_stage(self, index: int, name: str, start_ns: int) -> None:
+        """A stage state; `start_ns` is when its stage began (StageState.stage_start)."""
         info = self.info
         if info is not None and (not info.stages or info.stages[-1]["stage"] != index):
-            info.stages.append({"stage": index, "name": name, "t": round((stamp_ns - info.start_ns) * 1e-9, 4)})
+            if not info.stages:
+                self._first_stage_ns = start_ns
+            info.stages.append({"stage": index, "name": name, "t": round((start_ns - self._first_stage_ns) * 1e-9, 4)})
 
     def stop(self, outcome: str, steps: int = 0) -> Path | None:
         """Close the bag with the episode's metadata; returns its path (None when nothing was recording)."""

@@ -62,7 +62,8 @@ class EpisodeLogger(Node):
                 return
             if topic == self.topics.stage_state:
                 msg = deserialize_message(data, StageState)
-                self.recorder.note_stage(msg.stage_index, msg.stage_name, stamp)
+                start = msg.stage_start.sec * 1_000_000_000 + msg.stage_start.nanosec
+                self.recorder.note_stage(msg.stage_index, msg.stage_name, start or stamp)
             elif topic == self.topics.instruction and self.recorder.info is not None:
                 self.recorder.info.instruction = deserialize_message(data, String).data
             elif topic == self.topics.episode_events:
