@@ -73,13 +73,12 @@ class Graph:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5.0)
+        self.executor.shutdown(timeout_sec=5.0)  # before destroying: no callback may find its node gone
         for node in reversed(self.nodes):
             close = getattr(node, "close", None)
             if close is not None:
                 close()
-            self.executor.remove_node(node)
             node.destroy_node()
-        self.executor.shutdown(timeout_sec=2.0)
         rclpy.try_shutdown(context=self.context)
 
 

@@ -156,7 +156,7 @@ def main(argv=None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     executor = MultiThreadedExecutor(num_threads=6, context=context)
-    built, code, results = [], 0, []
+    built, code, results, spinner = [], 0, [], None
     output_dir = Path(params["episode_logger"]["output_dir"])
     try:
         built = build(context, nodes, params)
@@ -179,12 +179,14 @@ def main(argv=None) -> int:
         print(f"stare-bringup: error: {err}", file=sys.stderr)
         code = 1
     finally:
+        # Stop spinning before anything is destroyed: callbacks in flight would find their nodes gone.
+        executor.shutdown(timeout_sec=5.0)
+        if spinner is not None:
+            spinner.join(timeout=5.0)
         for node in reversed(built):
             close = getattr(node, "close", None)
             if close is not None:
                 close()
-        executor.shutdown(timeout_sec=2.0)
-        for node in built:
             node.destroy_node()
         rclpy.try_shutdown(context=context)
 

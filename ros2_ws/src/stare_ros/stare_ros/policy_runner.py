@@ -55,6 +55,7 @@ class PolicyRunner:
         self._goal: np.ndarray | None = None
         self._instruction = config.instruction
         self._acted_stamp: float | None = None
+        self._rejections = 0
         self.bad_input: dict[str, str] = {}
         """Input kind ('image', 'joints', 'policy') -> why its latest message could not be used."""
         self.last_reason = ""
@@ -110,6 +111,7 @@ class PolicyRunner:
     def reject(self, kind: str, reason: str) -> None:
         """A message of this kind could not be used: hold until a good one arrives."""
         with self._lock:
+            self._rejections += 1
             self.bad_input[kind] = reason
             if kind == "image":
                 self._image = None
@@ -135,7 +137,7 @@ class PolicyRunner:
         with self._lock:
             policy, image, joints, goal = self.policy, self._image, self._joints, self._goal
             image_stamp, joint_stamp, instruction = self._image_stamp, self._joint_stamp, self._instruction
-            bad = dict(self.bad_input)
+            bad, rejections = dict(self.bad_input), self._rejections
         self.ticks += 1
         why = []
         if self.safety.estopped:
@@ -171,6 +173,9 @@ class PolicyRunner:
         with self._lock:
             self.bad_input.pop("policy", None)
             self._acted_stamp = image_stamp
+            went_bad = self._rejections != rejections
+        if went_bad:  # a bad message arrived while the policy ran: its action must not move the robot
+            return self._held(Tick(self.safety.hold("bad input while the policy ran"), raw, image_stamp, seconds))
         tcp_base, _ = self.tcp.base(joints[:7])
         command = self.safety.filter(raw, tcp_base)
         tick = Tick(command, raw, image_stamp, seconds)
