@@ -176,6 +176,9 @@ class PolicyRunner:
             went_bad = self._rejections != rejections
         if went_bad:  # a bad message arrived while the policy ran: its action must not move the robot
             return self._held(Tick(self.safety.hold("bad input while the policy ran"), raw, image_stamp, seconds))
+        if now + seconds - min(image_stamp, joint_stamp) > cfg.stale_after_s:
+            return self._held(Tick(self.safety.hold(f"stale inputs after {seconds:.2f} s of inference"), raw,
+                                   image_stamp, seconds))
         tcp_base, _ = self.tcp.base(joints[:7])
         command = self.safety.filter(raw, tcp_base)
         tick = Tick(command, raw, image_stamp, seconds)
