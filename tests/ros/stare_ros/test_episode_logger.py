@@ -150,3 +150,26 @@ def test_a_killed_logger_loses_at_most_the_chunk_being_filled(ros, tmp_path):
     custom = bag_custom_data(bag)
     assert custom["stare.outcome"] == "killed" and custom["stare.episode_id"] == start.episode_id
     assert (bag / f"{bag.name}.mcap.killed").is_file()
+
+
+def test_sigterm_closes_the_open_bag_and_exits_0(ros, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "stare_ros.nodes.episode_logger", "--ros-args",
+                             "-p", f"output_dir:={tmp_path}"], env=dict(os.environ), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        robot = ros.node("robot")
+        start = ros.call(robot, StartEpisode, "/episode/start", StartEpisode.Request(seed=1), timeout_s=60.0)
+        assert start.success
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert bag_custom_data(tmp_path / start.episode_id)["stare.outcome"] == "aborted"
+    assert [t for t, *_ in _read(tmp_path / start.episode_id)] == ["/episode/events"]

@@ -74,7 +74,12 @@ def run_node(make_node, args=None) -> int:
         node = make_node()
         executor = MultiThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        try:
+            executor.spin()
+        except RuntimeError:  # rclpy's RCLError
+            # SIGTERM/SIGINT shut the context down under a multi-threaded executor's wait set
+            if rclpy.ok():
+                raise
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (ValueError, FileNotFoundError) as err:

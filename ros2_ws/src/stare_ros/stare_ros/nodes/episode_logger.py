@@ -130,8 +130,10 @@ class EpisodeLogger(Node):
         return path
 
     def close(self) -> None:
+        """On shutdown: close the open bag as 'aborted' (the context may be gone: nothing is published)."""
         if self.recorder.recording:
-            self._close("aborted", 0)
+            path = self.recorder.stop("aborted")
+            self.get_logger().info(f"shutting down: episode bag {path} closed as aborted")
 
 
 def main(args=None) -> int:
