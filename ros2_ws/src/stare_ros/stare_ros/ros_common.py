@@ -15,6 +15,9 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=
 """Images, joint states, commands: reliable, so lock-step simulation and the logger lose nothing."""
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 """Instruction and goal: a late subscriber still gets the current one."""
+RECORD = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+"""The logger's subscriptions: a deep reader queue, so that a logger that falls behind for a while
+(a busy CPU, a burst of large images) catches up instead of losing the oldest samples."""
 EVENTS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 
 

@@ -17,7 +17,7 @@ from stare_interfaces.msg import EpisodeEvent, StageState
 from stare_interfaces.srv import EndEpisode, StartEpisode
 from stare_ros.config import EpisodeLoggerConfig, Topics
 from stare_ros.recorder import EpisodeInfo, EpisodeRecorder
-from stare_ros.ros_common import EVENTS, LATCHED, RELIABLE, declare_config, run_node
+from stare_ros.ros_common import EVENTS, LATCHED, RECORD, declare_config, run_node
 
 STOP_GRACE_S = 0.25
 """A STOP event from another node closes the bag this much later, so that the messages of the last step,
@@ -41,7 +41,7 @@ class EpisodeLogger(Node):
         self._group = MutuallyExclusiveCallbackGroup()  # one bag, written from one thread at a time
         for topic, msgtype in topics.items():
             qos = EVENTS if topic == self.topics.episode_events else (
-                LATCHED if topic in (self.topics.instruction, self.topics.goal) else RELIABLE)
+                LATCHED if topic in (self.topics.instruction, self.topics.goal) else RECORD)
             self.create_subscription(message_class(msgtype), topic, self._writer(topic), qos, raw=True,
                                      callback_group=self._group)
         self.event_pub = self.create_publisher(EpisodeEvent, self.topics.episode_events, EVENTS)
