@@ -39,6 +39,11 @@ def test_episode_by_service_records_everything_published(ros, tmp_path):
                      StartEpisode.Request(instruction="pick up the red cube", seed=7))
     assert start.success, start.message
 
+    # the segmenter's last word on the previous episode, arriving after the start: recorded, not counted
+    stale = StageState(task="PickCube-v1", stage_index=3, stage_name="Settle", num_stages=4, confidence=1.0)
+    stale.stage_start.sec = 1
+    stages.publish(stale)
+    sent_stale = 1
     # 1 s of 30 Hz 224x224 images, 100 Hz joint states and stage changes
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 255, (224, 224, 3), np.uint8)
@@ -62,6 +67,7 @@ def test_episode_by_service_records_everything_published(ros, tmp_path):
     end = ros.call(robot, EndEpisode, "/episode/end", EndEpisode.Request(outcome="success"))
     assert end.success and end.bag_path.endswith(start.episode_id)
 
+    sent["/stage_state"] += sent_stale
     messages = _read(end.bag_path)
     counts = {topic: sum(m[0] == topic for m in messages) for topic in sent}
     assert counts == sent, "dropped or duplicated messages"

@@ -96,9 +96,12 @@ class EpisodeRecorder:
         return True
 
     def note_stage(self, index: int, name: str, start_ns: int) -> None:
-        """A stage state; `start_ns` is when its stage began (StageState.stage_start)."""
+        """A stage state; `start_ns` is when its stage began (StageState.stage_start). States of stages that
+        began before the episode (the segmenter's last word on the previous one) are not counted."""
         info = self.info
-        if info is not None and (not info.stages or info.stages[-1]["stage"] != index):
+        if info is None or start_ns < info.start_ns:
+            return
+        if not info.stages or info.stages[-1]["stage"] != index:
             if not info.stages:
                 self._first_stage_ns = start_ns
             info.stages.append({"stage": index, "name": name, "t": round((start_ns - self._first_stage_ns) * 1e-9, 4)})
