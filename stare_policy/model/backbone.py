@@ -12,7 +12,14 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, SwinConfig
+from transformers import (
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    ResNetConfig,
+    SwinConfig,
+)
 
 from stare_policy.model.config import VLAConfig
 
@@ -29,7 +36,20 @@ class Backbone:
 
 def small_llava_config(config: VLAConfig, vocab_size: int) -> LlavaConfig:
     """A from-scratch LLaVA config whose vocabulary is the text tokenizer's plus the action tokens."""
-    if config.vision_type == "swin":
+    if config.vision_type == "resnet":
+        stages = config.resnet_stages
+        widths = [config.vision_hidden // 2 ** (stages - 1 - i) for i in range(stages)]
+        vision = ResNetConfig(
+            num_channels=3 + 2 * config.coord_channels,
+            embedding_size=widths[0],
+            hidden_sizes=widths,
+            depths=[config.resnet_depth] * stages,
+            layer_type="basic",
+            downsample_in_first_stage=False,
+        )
+        # What LLaVA reads to size its projector, and what the VLA resizes images to.
+        vision.hidden_size, vision.image_size = widths[-1], config.image_size
+    elif config.vision_type == "swin":
         stages = config.swin_stages
         depths = [config.vision_layers // stages + (i < config.vision_layers % stages) for i in range(stages)]
         vision = SwinConfig(

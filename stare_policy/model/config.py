@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SIZES = ("small", "large")
-VISION_TYPES = ("swin", "clip")
+VISION_TYPES = ("resnet", "swin", "clip")
 DTYPES = ("float32", "bfloat16", "float16")
 DEFAULT_PROMPT = "In: What action should the robot take to {instruction}?\nOut:"
 
@@ -24,9 +24,10 @@ class VLAConfig:
     # -- small backbone, from scratch ---------------------------------------------------------------------
     # Sized for CPU: ~1.2 M parameters; the 64 image tokens dominate the language model's sequence.
     vision_type: str = "swin"
-    """'swin': a hierarchical windowed-attention tower (Swin), whose local windows and 8 px patches give a
-    from-scratch encoder the locality a few hundred demonstrations cannot teach a plain ViT; 'clip': a plain
-    ViT, LLaVA's own tower type."""
+    """'resnet': a small convolutional tower (transformers' ResNet) with coordinate input channels and a
+    learned position embedding per output token; convolutions learn from a few hundred demonstrations
+    where a from-scratch transformer tower does not (measured in docs/results.md). 'swin': a hierarchical
+    windowed-attention tower. 'clip': a plain ViT, LLaVA's own tower type."""
     image_size: int = 128
     """Side of the square image the vision tower sees (inputs are resized to it). Large: the checkpoint's."""
     patch_size: int = 8
@@ -41,6 +42,14 @@ class VLAConfig:
     swin_stages: int = 2
     """Swin stages; each after the first halves the token grid (128 px / 8 px patches / 2 = 8x8 tokens)."""
     swin_window: int = 4
+    resnet_stages: int = 3
+    """ResNet stages after the stride-4 stem; each after the first halves the grid (128 px -> 8x8 tokens);
+    widths double per stage up to `vision_hidden`."""
+    resnet_depth: int = 1
+    """Residual blocks per ResNet stage."""
+    coord_channels: bool = True
+    """ResNet: append the pixel's x and y (in [-1, 1]) as two input channels (CoordConv), so features say
+    where they are, not only what: BC from one fixed camera is mostly about *where* the object is."""
     text_hidden: int = 128
     text_layers: int = 3
     text_heads: int = 4
@@ -99,6 +108,12 @@ class VLAConfig:
             raise ValueError(f"vision_type must be one of {VISION_TYPES}, got {self.vision_type!r}")
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.vision_type == "resnet":
+            shrink = 4 * 2 ** (self.resnet_stages - 1)
+            if self.resnet_stages < 1 or self.resnet_depth < 1 or self.image_size % shrink:
+                raise ValueError(f"resnet: needs >= 1 stage and block, and image_size divisible by {shrink}")
+            if self.vision_hidden % 2 ** (self.resnet_stages - 1):
+                raise ValueError("resnet: vision_hidden must be divisible by 2 ** (resnet_stages - 1)")
         if self.vision_type == "swin":
             shrink = 2 ** (self.swin_stages - 1)
             if self.swin_stages < 1 or self.vision_layers < self.swin_stages:

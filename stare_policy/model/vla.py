@@ -77,6 +77,12 @@ class VLA(nn.Module):
             final_norm = getattr(llava.model.vision_tower, name, None)
             if isinstance(final_norm, nn.LayerNorm):
                 final_norm.requires_grad_(False)
+        # A convolutional tower's feature map has no position embedding of its own (see image_tokens).
+        self.vision_position = None
+        if config.size == "small" and config.vision_type == "resnet":
+            grid = config.image_size // (4 * 2 ** (config.resnet_stages - 1))
+            self.vision_position = nn.Parameter(torch.zeros(1, grid * grid, config.vision_hidden))
+            nn.init.normal_(self.vision_position, std=0.02)
         dtype = next(llava.parameters()).dtype
         for module in (self.proprio_proj, self.value_head):
             if module is not None:
@@ -103,8 +109,22 @@ class VLA(nn.Module):
         return ((x - self.image_mean) / self.image_std).to(self.dtype)
 
     def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        if self.vision_position is not None:
+            return self._conv_image_tokens(self.pixel_values(images))
         features = self.llava.model.get_image_features(pixel_values=self.pixel_values(images)).pooler_output
         return torch.stack(list(features)) if isinstance(features, (list, tuple)) else features
+
+    def _conv_image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """ResNet tower: coordinate channels in, one token per cell of the last feature map (plus a learned
+        position embedding) out, through LLaVA's projector."""
+        if self.config.coord_channels:
+            b, _, h, w = pixels.shape
+            ys = torch.linspace(-1, 1, h, device=pixels.device, dtype=pixels.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
+            xs = torch.linspace(-1, 1, w, device=pixels.device, dtype=pixels.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
+            pixels = torch.cat([pixels, xs, ys], dim=1)
+        features = self.llava.model.vision_tower(pixels).last_hidden_state  # (B, C, h, w)
+        tokens = features.flatten(2).transpose(1, 2) + self.vision_position.to(features.dtype)
+        return self.llava.model.multi_modal_projector(tokens)
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return self.language_model.get_input_embeddings()(ids)

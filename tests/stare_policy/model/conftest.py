@@ -13,7 +13,7 @@ ACTION_STATS = {"q01": [-0.2, -0.2, -0.3, -0.1, -0.1, -0.6, -1.0], "q99": [0.2, 
 PROPRIO_STATS = {"mean": [0.1] * 16, "std": [0.5] * 16}
 
 
-@pytest.fixture(params=["swin", "clip"])
+@pytest.fixture(params=["resnet", "swin", "clip"])
 def tiny_policy(request):
     """(model, processor) of a freshly initialised tiny small-size VLA, with either vision tower."""
     import torch

@@ -74,3 +74,30 @@ def test_gradients_reach_every_trained_part(tiny_policy, observation):
                  "backbone.lm_head", "proprio_proj", "value_head"):
         grads = [p.grad for n, p in model.named_parameters() if n.startswith(name) and p.requires_grad]
         assert grads and all(g is not None for g in grads), name
+
+
+def test_resnet_tokens_carry_their_position():
+    """The convolutional tower sees coordinate channels and adds a position embedding per token: the same
+    object at two places gives token sets that differ beyond a permutation of each other."""
+    import pytest
+
+    from stare_policy.model import VLAConfig, checkpoint
+    from stare_policy.model.text_tokenizer import train_text_tokenizer
+    from tests.stare_policy.model.conftest import ACTION_STATS, PROPRIO_STATS
+
+    torch.manual_seed(0)
+    config = VLAConfig(vision_type="resnet", vision_hidden=32, text_hidden=32, text_layers=1, text_heads=2,
+                       text_intermediate=64, value_hidden=16)
+    tokenizer = train_text_tokenizer([config.prompt.format(instruction=i) for i in INSTRUCTIONS], 300)
+    model, _ = checkpoint.build(config, tokenizer, ACTION_STATS, PROPRIO_STATS, (128, 128))
+    assert model.llava.model.vision_tower.config.num_channels == 5
+    images = torch.zeros(2, 128, 128, 3, dtype=torch.uint8)
+    images[0, 16:32, 16:32, 0] = 255
+    images[1, 80:96, 80:96, 0] = 255
+    with torch.no_grad():
+        tokens = model.image_tokens(images)
+    assert tokens.shape == (2, 64, 32)  # 128 px / (stride-4 stem, then two halving stages) = an 8 x 8 grid
+    sorted_rows = [t[torch.argsort(t[:, 0])] for t in tokens]
+    assert not torch.allclose(*sorted_rows, atol=1e-4)
+    with pytest.raises(ValueError, match="resnet"):
+        VLAConfig(vision_type="resnet", image_size=120, patch_size=8)  # 120 is not a multiple of 32
