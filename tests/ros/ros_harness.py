@@ -71,9 +71,11 @@ class Graph:
         return future.result()
 
     def close(self) -> None:
+        from stare_ros.ros_common import stop_executor
+
         self._stop.set()
         self._thread.join(timeout=5.0)
-        self.executor.shutdown(timeout_sec=5.0)  # before destroying: no callback may find its node gone
+        stop_executor(self.executor)  # before destroying: no callback may find its node gone
         for node in reversed(self.nodes):
             close = getattr(node, "close", None)
             if close is not None:

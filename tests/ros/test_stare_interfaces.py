@@ -47,6 +47,7 @@ def _sample_rclpy_msg():
         stage_start=Time(sec=1_699_999_998, nanosec=5),
         confidence=0.75,  # exactly representable as float32
         regressed=True,
+        event="grasp_lost",
     )
 
 
@@ -62,6 +63,7 @@ def _assert_same_stage_state(got, want) -> None:
     assert got.stage_start.nanosec == want.stage_start.nanosec
     assert got.confidence == pytest.approx(want.confidence)
     assert got.regressed == want.regressed
+    assert got.event == want.event
 
 
 def _spin_until(executor, done, timeout_s: float) -> bool:
@@ -151,6 +153,7 @@ def test_stage_state_rosbags_mcap_round_trip(tmp_path: Path) -> None:
             stage_start=Time(sec=1_700_000_000, nanosec=0),
             confidence=0.25 * (i + 1),
             regressed=(i == 2),
+            event="bad_input" if i == 1 else "",
         )
         for i in range(3)
     ]

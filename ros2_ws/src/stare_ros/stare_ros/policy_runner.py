@@ -28,6 +28,8 @@ class Tick:
     """Stamp (s) of the image the policy acted on."""
     seconds: float = 0.0
     """Time spent in the policy."""
+    rejections: int = -1
+    """How many bad inputs the runner had seen when this tick read its inputs (-1: not a policy action)."""
 
 
 @dataclass
@@ -119,45 +121,62 @@ class PolicyRunner:
                 self._joints = None
 
     @property
+    def rejections(self) -> int:
+        """Bad inputs seen so far: a policy action read before the latest one must not be sent."""
+        return self._rejections
+
+    @property
     def instruction(self) -> str:
         return self._instruction
 
-    def ready_observation(self) -> float | None:
-        """Lock-step: the stamp of an image + joint state pair (same stamp) not acted on yet, else None."""
-        with self._lock:
-            if (self._image is not None and self._joints is not None and self._image_stamp == self._joint_stamp
-                    and self._image_stamp != self._acted_stamp):
-                return self._image_stamp
-        return None
-
     # -- a control tick --------------------------------------------------------------------------------
-    def tick(self, now: float | None = None) -> Tick:
-        now = time.time() if now is None else now
-        cfg = self.config
-        with self._lock:
-            policy, image, joints, goal = self.policy, self._image, self._joints, self._goal
-            image_stamp, joint_stamp, instruction = self._image_stamp, self._joint_stamp, self._instruction
-            bad, rejections = dict(self.bad_input), self._rejections
-        self.ticks += 1
+    def _hold_reasons(self, now: float) -> list[str]:
+        """Why the policy may not act now (empty: it may). Call with the lock held."""
+        cfg, policy, bad = self.config, self.policy, self.bad_input
         why = []
         if self.safety.estopped:
             why.append("e-stop")
         if policy is None:
             why.append("no checkpoint loaded")
-        for kind, reason in bad.items():
-            why.append(f"bad {kind}: {reason}")
-        if image is None and "image" not in bad:
+        why += [f"bad {kind}: {reason}" for kind, reason in bad.items()]
+        if self._image is None and "image" not in bad:
             why.append("no image")
-        elif image is not None and now - image_stamp > cfg.stale_after_s:
-            why.append(f"stale image ({now - image_stamp:.2f} s old)")
-        if joints is None and "joints" not in bad:
+        elif self._image is not None and now - self._image_stamp > cfg.stale_after_s:
+            why.append(f"stale image ({now - self._image_stamp:.2f} s old)")
+        if self._joints is None and "joints" not in bad:
             why.append("no joint state")
-        elif joints is not None and now - joint_stamp > cfg.stale_after_s:
-            why.append(f"stale joint state ({now - joint_stamp:.2f} s old)")
-        if policy is not None and "goal_pos" in policy.processor.config.proprio_keys and goal is None:
+        elif self._joints is not None and now - self._joint_stamp > cfg.stale_after_s:
+            why.append(f"stale joint state ({now - self._joint_stamp:.2f} s old)")
+        if policy is not None and "goal_pos" in policy.processor.config.proprio_keys and self._goal is None:
             why.append("no goal point")
-        if not instruction:
+        if not self._instruction:
             why.append("no instruction")
+        return why
+
+    def idle_hold(self, now: float | None = None) -> Tick | None:
+        """Between observations (lock-step): a hold saying why the policy may not act, None if it may."""
+        with self._lock:
+            why = self._hold_reasons(time.time() if now is None else now)
+        return self._held(Tick(self.safety.hold(*why), None, None)) if why else None
+
+    def tick(self, now: float | None = None, *, new_observation_only: bool = False) -> Tick | None:
+        """One control decision. With `new_observation_only` (lock-step), only for an image + joint state
+        pair with one stamp that no tick has taken yet, else None; that pair is taken atomically, so two
+        threads never act on the same observation."""
+        now = time.time() if now is None else now
+        cfg = self.config
+        with self._lock:
+            if new_observation_only and not (
+                    self._image is not None and self._joints is not None and self._image_stamp == self._joint_stamp
+                    and self._image_stamp != self._acted_stamp):
+                return None
+            why = self._hold_reasons(now)
+            policy, image, joints, goal = self.policy, self._image, self._joints, self._goal
+            image_stamp, joint_stamp, instruction = self._image_stamp, self._joint_stamp, self._instruction
+            rejections = self._rejections
+            if not why:
+                self._acted_stamp = image_stamp
+        self.ticks += 1
         if why:
             return self._held(Tick(self.safety.hold(*why), None, None))
         proprio = {"qpos": joints.astype(np.float32), "tcp_pose": self.tcp.world(joints[:7])}
@@ -172,7 +191,6 @@ class PolicyRunner:
         seconds = time.perf_counter() - start
         with self._lock:
             self.bad_input.pop("policy", None)
-            self._acted_stamp = image_stamp
             went_bad = self._rejections != rejections
         if went_bad:  # a bad message arrived while the policy ran: its action must not move the robot
             return self._held(Tick(self.safety.hold("bad input while the policy ran"), raw, image_stamp, seconds))
@@ -181,7 +199,7 @@ class PolicyRunner:
                                    image_stamp, seconds))
         tcp_base, _ = self.tcp.base(joints[:7])
         command = self.safety.filter(raw, tcp_base)
-        tick = Tick(command, raw, image_stamp, seconds)
+        tick = Tick(command, raw, image_stamp, seconds, rejections)
         return self._held(tick) if command.held else self._ok(tick)
 
     def _held(self, tick: Tick) -> Tick:

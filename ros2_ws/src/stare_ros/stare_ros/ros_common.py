@@ -65,6 +65,16 @@ def diagnostics(node, name: str, level: int, message: str, values: dict[str, str
     return msg
 
 
+def stop_executor(executor, timeout_s: float = 5.0) -> None:
+    """Stop an executor and wait for the callbacks in flight, so that nodes can be destroyed after it.
+    Jazzy's `Executor.shutdown` does not wait for them (its wait is skipped once the shutdown flag is
+    set), and a multi-threaded executor's pool keeps running them against nodes being destroyed."""
+    executor.shutdown(timeout_sec=timeout_s)
+    pool = getattr(executor, "_executor", None)
+    if pool is not None:
+        pool.shutdown(wait=True)
+
+
 def run_node(make_node, args=None) -> int:
     """Create the node (`make_node()`), spin it, shut down on SIGINT/SIGTERM. Exit code 1 with one line
     when the node cannot start (bad parameters, checkpoint missing)."""
@@ -72,7 +82,7 @@ def run_node(make_node, args=None) -> int:
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
     rclpy.init(args=args if args is not None else sys.argv)
-    node = None
+    node = executor = None
     try:
         node = make_node()
         executor = MultiThreadedExecutor()
@@ -89,6 +99,8 @@ def run_node(make_node, args=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     finally:
+        if executor is not None:
+            stop_executor(executor)
         if node is not None:
             close = getattr(node, "close", None)
             if close is not None:

@@ -4,6 +4,8 @@ raw and sent action (PolicyAction) and diagnostics; serves e-stop and LoadCheckp
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PointStamped, TwistStamped
@@ -44,6 +46,7 @@ class PolicyServer(Node):
         self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics, callback_group=services)
         self._last_publish = 0.0
         self._last_level = None
+        self._publish_lock = threading.RLock()
 
     # -- inputs: bad messages are rejected (hold + diagnostics), never raised ------------------------
     def _on_image(self, msg: Image) -> None:
@@ -75,31 +78,49 @@ class PolicyServer(Node):
             self._reject("goal", "non-finite goal point")
 
     def _reject(self, kind: str, reason: str) -> None:
-        self.runner.reject(kind, reason)
+        with self._publish_lock:  # no action read before this input may be published after its hold
+            self.runner.reject(kind, reason)
+            self._publish(self.runner.tick(now_seconds(self)))
         self.get_logger().warn(f"bad {kind}: {reason}", throttle_duration_sec=1.0)
-        self._publish(self.runner.tick(now_seconds(self)))
 
     # -- control ----------------------------------------------------------------------------------------
     def _act_if_observation_ready(self) -> None:
-        if self.config.act_on == "observation" and self.runner.ready_observation() is not None:
-            self._publish(self.runner.tick(now_seconds(self)))
+        if self.config.act_on == "observation":
+            tick = self.runner.tick(now_seconds(self), new_observation_only=True)
+            if tick is not None:
+                self._publish(tick)
 
     def _on_timer(self) -> None:
         now = now_seconds(self)
         if self.config.act_on == "timer":
             self._publish(self.runner.tick(now))
+            return
+        # Lock-step: act on observations as they come (here too, should one wait for its goal or
+        # instruction); when nothing was sent for a period and the policy may not act, say why.
+        tick = self.runner.tick(now, new_observation_only=True)
+        if tick is not None:
+            self._publish(tick)
         elif now - self._last_publish >= 1.0 / self.config.control_rate_hz:
-            # Lock-step: act on observations as they come; when none came for a period, report why.
-            tick = self.runner.tick(now) if self.runner.ready_observation() is None else None
-            if tick is not None and tick.command.held:
-                self._publish(tick)
+            hold = self.runner.idle_hold(now)
+            if hold is not None:
+                self._publish(hold)
 
     def _publish(self, tick: Tick) -> None:
+        with self._publish_lock:
+            self._publish_locked(tick)
+
+    def _publish_locked(self, tick: Tick) -> None:
         cfg = self.config
         command = tick.command
         if self.runner.safety.estopped and not command.held:  # engaged while the policy ran
             command = self.runner.safety.hold("e-stop")
-        now = self.get_clock().now().to_msg()
+        if not command.held and tick.rejections != self.runner.rejections:  # a bad input came meanwhile
+            command = self.runner.safety.hold("bad input while the policy ran")
+        clock = self.get_clock().now()
+        if (not command.held and tick.observation_stamp is not None
+                and clock.nanoseconds * 1e-9 - tick.observation_stamp > cfg.stale_after_s):
+            command = self.runner.safety.hold("stale image at publish")  # the last check, on the clock
+        now = clock.to_msg()
         gripper = Float64(data=float(command.action[6]))
         twist = TwistStamped()
         twist.header.stamp, twist.header.frame_id = now, cfg.frame_id

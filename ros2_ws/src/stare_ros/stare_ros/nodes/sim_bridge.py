@@ -4,7 +4,8 @@ each control step, applies the latest command, resets on an episode START event 
 evaluation only.
 
 Modes: 'lockstep' advances one step per PolicyAction whose observation stamp is the latest published
-observation's (deterministic: every observation gets exactly one action); 'realtime' steps at the
+observation's (deterministic: every observation gets exactly one action; a held action for it gets the
+observation republished instead); 'realtime' steps at the
 control rate with the latest twist + gripper command, holding still without a fresh one."""
 
 from __future__ import annotations
@@ -97,6 +98,11 @@ class SimBridge(Node):
             return
         if abs(to_seconds(msg.observation_stamp) - self.obs_stamp) > 1e-6:
             return  # a command for another observation (or a watchdog hold): lock-step ignores it
+        if msg.held:
+            # The policy ran but its action was held (inputs aged past the policy_server's threshold
+            # while it ran): offer the same state again, freshly stamped, rather than step with zero motion.
+            self._publish(self.robot.obs)
+            return
         self._advance(np.asarray(msg.command, np.float32))
 
     def _on_twist(self, msg: TwistStamped) -> None:
