@@ -40,12 +40,20 @@ def _move(target: np.ndarray, tcp: np.ndarray, gripper: float, gain: float, max_
 
 
 class PickCubeScript:
-    """Above the cube -> down to its centre -> close -> carry it to the goal and hold still."""
+    """Above the cube -> down to its centre -> close -> carry it to the goal as soon as the fingers are seen
+    closed on it.
+
+    Each phase follows from what the policy observes: closed fingers at the cube always mean "carry". (A
+    fixed number of still steps after the close command made that same observation mostly mean "stay",
+    and the learned policy stayed for ever.)
+    """
 
     hover_m = 0.06
     gain = 0.7
     max_step_m = 0.06
-    close_steps = 5
+    max_close_steps = 10
+    closed_m = 0.07
+    """Finger opening (open: 0.08 m) below which the fingers have closed on the 4 cm cube."""
 
     def reset(self) -> None:
         self.phase = "above"
@@ -54,6 +62,8 @@ class PickCubeScript:
     def __call__(self, env) -> np.ndarray:
         base = env.unwrapped
         tcp, cube, goal = _position(base.agent.tcp), _position(base.cube), _position(base.goal_site)
+        qpos = np.asarray(base.agent.robot.get_qpos().cpu().numpy()).reshape(-1)
+        width = float(qpos[7] + qpos[8])
         if self.phase == "above":
             target = cube + [0.0, 0.0, self.hover_m]
             if np.linalg.norm(target - tcp) < 0.012:
@@ -64,7 +74,7 @@ class PickCubeScript:
                 self.phase = "close"
         if self.phase == "close":
             self.closing += 1
-            if self.closing > self.close_steps:
+            if (self.closing > 1 and width < self.closed_m) or self.closing > self.max_close_steps:
                 self.phase = "carry"
             else:
                 return _move(tcp, tcp, -1.0, self.gain, self.max_step_m)

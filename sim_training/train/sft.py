@@ -58,6 +58,9 @@ class SFTConfig:
     """Spread each one-hot action-token target over neighbouring bins with a Gaussian of this width (in
     bins; HL-Gauss), so that near misses cost less than far ones; 0 is OpenVLA's one-hot cross-entropy.
     Validation always reports the one-hot loss."""
+    init_from: str | None = None
+    """A policy checkpoint to start from (fine-tuning on new data): its weights, architecture, tokenizer
+    and normalisation statistics are kept, and `model` is ignored. None: a fresh model from `model`."""
     drop_idle: float = 0.05
     """Leave out frames whose arm command is below this fraction of the normalised range in every
     dimension while the gripper command stays put (`Frames.idle`); 0 keeps every frame."""
@@ -133,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     # ---- configuration -------------------------------------------------------------------------------------
     cfg = load_yaml(args.config, SFTConfig) if args.config else SFTConfig()
     cfg = apply_overrides(cfg, args.overrides)
+    start = None
+    if cfg.init_from:
+        try:
+            start = checkpoint.load(cfg.init_from)
+        except (OSError, ValueError, checkpoint.CheckpointError) as err:
+            raise SFTError(f"init_from {cfg.init_from}: {err}") from None
+        cfg = dataclasses.replace(cfg, model=start.model.config)
     cfg = dataclasses.replace(cfg, model=with_goal_inputs(cfg.model, args.data))
     if cfg.steps <= 0 or cfg.batch_size <= 0:
         raise SFTError("steps and batch_size must be positive")
@@ -163,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     if prior is not None:
         ckpt = checkpoint.load(out, device)
         model, processor = ckpt.model, ckpt.processor
+    elif start is not None:
+        model, processor = start.model.to(device), start.processor
     else:
         from sim_training.tasks import TASKS
 

@@ -44,7 +44,8 @@ def test_short_sft_lowers_validation_loss_and_reloads(demos, tmp_path, capsys):
     from sim_training.data import Dataset
 
     episode = Dataset(demos).episode(0)
-    image, proprio = episode.arrays["image"][:4], {k: episode.arrays[k][:4] for k in ("qpos", "tcp_pose")}
+    image = episode.arrays["image"][:4]
+    proprio = {k: episode.arrays[k][:4] for k in ("qpos", "tcp_pose", "goal_pos")}  # PickCube states its goal
     first, second = VLAPolicy.load(out), VLAPolicy.load(out)
     instruction = first.default_instruction("PickCube-v1")
     actions = first.act(image, instruction, proprio)
@@ -54,6 +55,14 @@ def test_short_sft_lowers_validation_loss_and_reloads(demos, tmp_path, capsys):
     assert train_main(["sft", "--data", str(demos), "--out", str(out), "--quiet", "steps=40", "val_every=20",
                        "lr=3e-3", "warmup_steps=5", *TINY]) == 0
     assert "step 40/40" in capsys.readouterr().out
+
+    # Fine-tuning starts from the checkpoint's weights: its first validation is the last one of the run.
+    tuned = tmp_path / "tuned"
+    assert train_main(["sft", "--data", str(demos), "--out", str(tuned), "--quiet", "steps=2", "val_every=2",
+                       f"init_from={out}", "batch_size=16", "num_threads=1"]) == 0
+    tuned_history = _state(tuned)["history"]
+    assert tuned_history[0]["val/loss"] == pytest.approx(history[-1]["val/loss"], rel=1e-4)
+    assert VLAPolicy.load(tuned).model.config == first.model.config
 
 
 def test_resumes_after_a_kill(demos, tmp_path):
@@ -125,3 +134,5 @@ def test_bad_data_and_foreign_out_are_one_line(demos, tmp_path, capsys):
     assert train_main(["sft", "--data", str(demos), "--out", str(tmp_path / "other")]) == 1
     assert "not a resumable SFT run" in capsys.readouterr().err
     assert train_main(["nonsense"]) == 2
+    assert train_main(["sft", "--data", str(demos), "--out", str(tmp_path / "ft"), f"init_from={tmp_path}"]) == 1
+    assert "init_from" in capsys.readouterr().err
