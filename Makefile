@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 # The policy `make demo` deploys (trained by `stare-train sft`; stare-bringup says how if it is missing).
-CHECKPOINT ?= runs/sft-pick-scripted
+CHECKPOINT ?= checkpoints/pick-cube-sft
 EPISODES ?= 5
 
 .PHONY: setup demo test clean

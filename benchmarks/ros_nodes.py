@@ -3,7 +3,7 @@ rate it keeps up with, and the resident memory of each node. Every node runs as 
 (`python -m stare_ros.nodes.<node> --ros-args -p ...`), as under `ros2 launch`, so its RSS is its own;
 the camera + joint stream and the latency probe run in this process, over loopback DDS.
 
-    .venv/bin/python benchmarks/ros_nodes.py --checkpoint runs/sft-pick-scripted --rates 10,20,30 --seconds 20
+    .venv/bin/python benchmarks/ros_nodes.py --checkpoint checkpoints/pick-cube-sft --rates 10,20,30 --seconds 20
 
 Inputs are the real observation of a PickCube reset (policy camera image, joints, goal). The
 policy_server acts on each new image (act_on=observation), so the latency is transport + inference +

@@ -3,7 +3,7 @@ the robot), from the parameter files in config/. `stare-bringup` starts the same
 files in one process where `ros2 launch` is not available (pip installs).
 
     ros2 launch stare_bringup policy.launch.py checkpoint:=/path/to/ckpt
-    ros2 launch stare_bringup policy.launch.py sim:=true task:=PickCube-v1 checkpoint:=runs/sft-pick-scripted
+    ros2 launch stare_bringup policy.launch.py sim:=true task:=PickCube-v1 checkpoint:=checkpoints/pick-cube-sft
 """
 
 import os

@@ -1,7 +1,7 @@
 """`stare-bringup`: the STARE node graph in one process (what `ros2 launch stare_bringup
 policy.launch.py` starts on a ROS install), and with --sim a closed-loop run of N episodes through ROS.
 
-    stare-bringup --sim --task PickCube-v1 --episodes 5 --checkpoint runs/sft-pick-scripted \\
+    stare-bringup --sim --task PickCube-v1 --episodes 5 --checkpoint checkpoints/pick-cube-sft \\
         --record runs/bringup/bags --json runs/bringup/summary.json
 
 Each episode is started by the /episode/start service (seeds from --seed-start, stare-eval's default),
@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-DEFAULT_CHECKPOINT = "runs/sft-pick-scripted"
+DEFAULT_CHECKPOINT = "checkpoints/pick-cube-sft"
 TRAIN_HINT = ("train one first, e.g.\n"
               "  .venv/bin/stare-demos --task PickCube-v1 --episodes 100 --out data/demos/PickCube-v1 --workers 2\n"
               f"  .venv/bin/stare-train sft --data data/demos/PickCube-v1 --out {DEFAULT_CHECKPOINT}\n"
