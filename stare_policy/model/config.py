@@ -1,6 +1,6 @@
 """The VLA model's configuration: one dataclass for both sizes.
 
-*small* builds a LLaVA-class model (CLIP vision tower, projector, Llama language model) from scratch with
+*small* builds a LLaVA-class model (ResNet, Swin or CLIP vision tower, projector, Llama language model) from scratch with
 the fields below; *large* loads a LLaVA-family checkpoint from `base_model_path` (a local directory; no
 hub) and fine-tunes it with LoRA. Everything after the backbone (action tokens, proprio token, value head,
 decoding) is the same code for both.
@@ -23,7 +23,8 @@ class VLAConfig:
 
     # -- small backbone, from scratch ---------------------------------------------------------------------
     # Sized for CPU: ~1.2 M parameters; the 64 image tokens dominate the language model's sequence.
-    vision_type: str = "swin"
+    # The defaults are the shipped PickCube checkpoint's (checkpoints/pick-cube-sft, docs/results.md).
+    vision_type: str = "resnet"
     """'resnet': a small convolutional tower (transformers' ResNet) with coordinate input channels and a
     learned position embedding per output token; convolutions learn from a few hundred demonstrations
     where a from-scratch transformer tower does not (measured in docs/results.md). 'swin': a hierarchical
@@ -31,8 +32,9 @@ class VLAConfig:
     image_size: int = 128
     """Side of the square image the vision tower sees (inputs are resized to it). Large: the checkpoint's."""
     patch_size: int = 8
-    vision_hidden: int = 96
-    """Width of the tower's output tokens (Swin: of its last stage; each earlier stage is half as wide)."""
+    vision_hidden: int = 128
+    """Width of the tower's output tokens (ResNet, Swin: of the last stage; each earlier stage is half as
+    wide)."""
     vision_layers: int = 4
     """Transformer blocks of the tower (Swin: split evenly over `swin_stages`)."""
     vision_heads: int = 4
