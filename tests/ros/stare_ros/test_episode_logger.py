@@ -134,7 +134,17 @@ def test_a_killed_logger_loses_at_most_the_chunk_being_filled(ros, tmp_path):
         for frame in frames:
             images.publish(image_msg(frame, robot.get_clock().now().to_msg()))
             time.sleep(0.02)
-        time.sleep(1.0)  # let everything arrive: only the unflushed chunk may be lost
+        # Let the logger take everything (it may lag on a busy machine): wait until its file holds all but
+        # the chunk being filled, or stops growing for 5 s. Only that chunk may then be lost.
+        mcap = tmp_path / start.episode_id / f"{start.episode_id}.mcap"
+        expected = len(frames) * frames[0].nbytes - (1 << 20)
+        sizes, deadline = [], time.monotonic() + 60.0
+        while time.monotonic() < deadline:
+            sizes.append(mcap.stat().st_size if mcap.exists() else 0)
+            if sizes[-1] >= expected or (len(sizes) > 50 and sizes[-1] == sizes[-51]):
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
