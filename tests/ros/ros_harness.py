@@ -63,9 +63,11 @@ class Graph:
         node.create_subscription(msg_type, topic, got.append, qos or RELIABLE)
         return got
 
-    def call(self, node, srv_type, name: str, request, timeout_s: float = 10.0):
+    def call(self, node, srv_type, name: str, request, timeout_s: float = 10.0, wait_s: float = MATCH_TIMEOUT_S):
+        """Call a service; `wait_s` bounds the wait for the server (longer for a node still starting in
+        another process), `timeout_s` the wait for the response."""
         client = node.create_client(srv_type, name)
-        assert client.wait_for_service(timeout_sec=MATCH_TIMEOUT_S), f"service {name} not available"
+        assert client.wait_for_service(timeout_sec=wait_s), f"service {name} not available after {wait_s} s"
         future = client.call_async(request)
         wait_for(future.done, timeout_s, f"a response from {name}")
         return future.result()

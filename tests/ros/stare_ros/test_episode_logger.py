@@ -127,7 +127,8 @@ def test_a_killed_logger_loses_at_most_the_chunk_being_filled(ros, tmp_path):
     try:
         robot = ros.node("robot")
         images = robot.create_publisher(Image, "/camera/image_raw", RELIABLE)
-        start = ros.call(robot, StartEpisode, "/episode/start", StartEpisode.Request(seed=3), timeout_s=60.0)
+        start = ros.call(robot, StartEpisode, "/episode/start", StartEpisode.Request(seed=3), timeout_s=60.0,
+                         wait_s=90.0)
         assert start.success
         wait_for(lambda: images.get_subscription_count() >= 1, 15.0, "the logger's image subscription")
         frames = [np.full((224, 224, 3), i, np.uint8) for i in range(40)]  # 150 KB each: 6 MB, ~6 chunks
@@ -179,7 +180,8 @@ def test_sigterm_closes_the_open_bag_and_exits_0(ros, tmp_path):
                             stderr=subprocess.STDOUT, text=True)
     try:
         robot = ros.node("robot")
-        start = ros.call(robot, StartEpisode, "/episode/start", StartEpisode.Request(seed=1), timeout_s=60.0)
+        start = ros.call(robot, StartEpisode, "/episode/start", StartEpisode.Request(seed=1), timeout_s=60.0,
+                         wait_s=90.0)
         assert start.success
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, proc.stdout.read()
