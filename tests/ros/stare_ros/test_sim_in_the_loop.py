@@ -47,7 +47,7 @@ def test_lockstep_episode_through_ros_matches_a_direct_rollout(ros, tiny_checkpo
 
     ros.start(SimBridge, task="PickCube-v1", mode="lockstep", max_episode_steps=STEPS)
     ros.start(PolicyServer, checkpoint=str(tiny_checkpoint), act_on="observation", control_rate_hz=20.0,
-              stale_after_s=2.0)  # as config/sim.yaml: in lock-step the simulator waits for the policy
+              stale_after_s=2.0, max_step_translation_m=0.18, max_step_rotation_rad=0.18)  # as config/sim.yaml
     ros.start(StageSegmenter, task="PickCube-v1")
     ros.start(EpisodeLogger, output_dir=str(tmp_path / "bags"), checkpoint=str(tiny_checkpoint))
     probe = ros.node("probe")
