@@ -1,7 +1,7 @@
 """The VLA model's configuration: one dataclass for both sizes.
 
-*small* builds a LLaVA-class model (ResNet, Swin or CLIP vision tower, projector, Llama language model) from scratch with
-the fields below; *large* loads a LLaVA-family checkpoint from `base_model_path` (a local directory; no
+*small* builds a LLaVA-class model (ResNet, Swin or CLIP vision tower, projector, Llama language model)
+from scratch with the fields below; *large* loads a LLaVA-family checkpoint from `base_model_path` (a local directory; no
 hub) and fine-tunes it with LoRA. Everything after the backbone (action tokens, proprio token, value head,
 decoding) is the same code for both.
 """
@@ -111,9 +111,9 @@ class VLAConfig:
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if self.vision_type == "resnet":
-            shrink = 4 * 2 ** (self.resnet_stages - 1)
-            if self.resnet_stages < 1 or self.resnet_depth < 1 or self.image_size % shrink:
-                raise ValueError(f"resnet: needs >= 1 stage and block, and image_size divisible by {shrink}")
+            if self.resnet_stages < 1 or self.resnet_depth < 1 or self.image_size % self.resnet_stride:
+                raise ValueError("resnet: needs >= 1 stage and block, and image_size divisible by "
+                                 f"{self.resnet_stride}")
             if self.vision_hidden % 2 ** (self.resnet_stages - 1):
                 raise ValueError("resnet: vision_hidden must be divisible by 2 ** (resnet_stages - 1)")
         if self.vision_type == "swin":
@@ -125,6 +125,12 @@ class VLAConfig:
                                  f"halvings ({shrink}), and the grid by the window ({self.swin_window})")
         if "{instruction}" not in self.prompt:
             raise ValueError("prompt must contain '{instruction}'")
+
+    @property
+    def resnet_stride(self) -> int:
+        """Pixels per ResNet output token: a stride-4 stem, then each stage after the first halves the grid
+        (3 stages: 16 px, so 128 px images give 8 x 8 tokens)."""
+        return 4 * 2 ** (self.resnet_stages - 1)
 
     @property
     def proprio_dim(self) -> int:

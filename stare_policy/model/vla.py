@@ -80,8 +80,8 @@ class VLA(nn.Module):
         # A convolutional tower's feature map has no position embedding of its own (see image_tokens).
         self.vision_position = None
         if config.size == "small" and config.vision_type == "resnet":
-            grid = config.image_size // (4 * 2 ** (config.resnet_stages - 1))
-            self.vision_position = nn.Parameter(torch.zeros(1, grid * grid, config.vision_hidden))
+            tokens = (config.image_size // config.resnet_stride) ** 2
+            self.vision_position = nn.Parameter(torch.zeros(1, tokens, config.vision_hidden))
             nn.init.normal_(self.vision_position, std=0.02)
         dtype = next(llava.parameters()).dtype
         for module in (self.proprio_proj, self.value_head):
