@@ -1,9 +1,9 @@
 """The VLA model's configuration: one dataclass for both sizes.
 
 *small* builds a LLaVA-class model (ResNet, Swin or CLIP vision tower, projector, Llama language model)
-from scratch with the fields below; *large* loads a LLaVA-family checkpoint from `base_model_path` (a local directory; no
-hub) and fine-tunes it with LoRA. Everything after the backbone (action tokens, proprio token, value head,
-decoding) is the same code for both.
+from scratch with the fields below; *large* loads a LLaVA-family checkpoint from `base_model_path` (a local
+directory; no hub) and fine-tunes it with LoRA. Everything after the backbone (action tokens, proprio
+token, value head, decoding) is the same code for both.
 """
 
 from __future__ import annotations
