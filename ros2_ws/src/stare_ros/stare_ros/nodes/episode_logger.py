@@ -56,6 +56,9 @@ class EpisodeLogger(Node):
 
     def _writer(self, topic: str):
         def write(data: bytes) -> None:
+            event = deserialize_message(data, EpisodeEvent) if topic == self.topics.episode_events else None
+            if event is not None and not self._belongs_in_bag(event):
+                return
             stamp = self.get_clock().now().nanoseconds
             if not self.recorder.write(topic, stamp, data):
                 self.dropped += 1
@@ -66,15 +69,19 @@ class EpisodeLogger(Node):
                 self.recorder.note_stage(msg.stage_index, msg.stage_name, start or stamp)
             elif topic == self.topics.instruction and self.recorder.info is not None:
                 self.recorder.info.instruction = deserialize_message(data, String).data
-            elif topic == self.topics.episode_events:
-                event = deserialize_message(data, EpisodeEvent)
-                current = self.current
-                if event.event == EpisodeEvent.STOP and current is not None and event.episode_id == current.episode_id:
-                    if event.seed >= 0:  # the simulator's seed when the request left it to the simulator
-                        self.recorder.info.seed = event.seed
-                    self._pending_stop = (time.monotonic(), event)
+            elif event is not None and event.event == EpisodeEvent.STOP:
+                if event.seed >= 0:  # the simulator's seed when the request left it to the simulator
+                    self.recorder.info.seed = event.seed
+                self._pending_stop = (time.monotonic(), event)
 
         return write
+
+    def _belongs_in_bag(self, event: EpisodeEvent) -> bool:
+        """Another node's event about the episode being recorded. This node's own START and SAVED are written
+        when they happen (or not at all), not when DDS hands them back, which may be after a SIGTERM."""
+        current = self.current
+        return (event.event not in (EpisodeEvent.START, EpisodeEvent.SAVED) and current is not None
+                and event.episode_id == current.episode_id)
 
     def _on_timer(self) -> None:
         if self._pending_stop is not None and time.monotonic() - self._pending_stop[0] >= STOP_GRACE_S:
@@ -98,6 +105,7 @@ class EpisodeLogger(Node):
             self.get_logger().error(response.message)
             return response
         self.current = event
+        self.recorder.write(self.topics.episode_events, self.get_clock().now().nanoseconds, serialize_message(event))
         self.event_pub.publish(event)
         response.success, response.message, response.episode_id = True, f"recording to {path}", episode_id
         return response
