@@ -8,6 +8,8 @@ import sys
 
 ALGORITHMS = {
     "sft": ("sim_training.train.sft", "imitation (supervised fine-tuning) on demonstrations"),
+    "ppo": ("sim_training.train.ppo", "online PPO in simulation (RL4VLA grasp/success potential reward)"),
+    "sta-ppo": ("sim_training.train.ppo_sta", "StA-PPO: the same PPO with StARe's stage-shaped reward"),
 }
 
 
