@@ -83,7 +83,127 @@ class PickCubeScript:
         return _move(target, tcp, 1.0, self.gain, self.max_step_m)
 
 
-SCRIPTS: dict[str, Callable[[], object]] = {"PickCube-v1": PickCubeScript}
+def _finger_width(base) -> float:
+    qpos = np.asarray(base.agent.robot.get_qpos().cpu().numpy()).reshape(-1)
+    return float(qpos[7] + qpos[8])
+
+
+class StackCubeScript:
+    """Above cube A -> down -> close -> lift -> over cube B -> lower until A rests on B -> open -> rise.
+
+    While carrying, the command moves cube A (not the fingertip) towards its target, so a grasp off the
+    cube's centre does not offset the stack. A is lifted clear of B's top before it moves sideways.
+    """
+
+    hover_m = 0.06
+    gain = 0.7
+    max_step_m = 0.06
+    place_step_m = 0.02
+    """Slower steps for the last centimetres above B, so the cube arrives without swinging."""
+    max_close_steps = 10
+    closed_m = 0.07
+    open_m = 0.075
+    max_open_steps = 8
+    cube_m = 0.04
+
+    def reset(self) -> None:
+        self.phase = "above"
+        self.closing = 0
+        self.opening = 0
+
+    def __call__(self, env) -> np.ndarray:
+        base = env.unwrapped
+        tcp, cube_a, cube_b = _position(base.agent.tcp), _position(base.cubeA), _position(base.cubeB)
+        width = _finger_width(base)
+        if self.phase == "above":
+            target = cube_a + [0.0, 0.0, self.hover_m]
+            if np.linalg.norm(target - tcp) < 0.012:
+                self.phase = "down"
+        if self.phase == "down":
+            target = cube_a
+            if np.linalg.norm(target - tcp) < 0.008:
+                self.phase = "close"
+        if self.phase == "close":
+            self.closing += 1
+            if (self.closing > 1 and width < self.closed_m) or self.closing > self.max_close_steps:
+                self.phase = "carry"
+            else:
+                return _move(tcp, tcp, -1.0, self.gain, self.max_step_m)
+        if self.phase == "carry":
+            on_b = cube_b + [0.0, 0.0, self.cube_m]
+            above_b = on_b + [0.0, 0.0, self.hover_m]
+            if cube_a[2] < on_b[2] + 0.02 and np.linalg.norm((cube_a - cube_b)[:2]) > 0.01:
+                goal = np.array([cube_a[0], cube_a[1], above_b[2]])  # clear B's top first
+            elif np.linalg.norm((cube_a - cube_b)[:2]) > 0.006:
+                goal = above_b
+            else:
+                goal = on_b + [0.0, 0.0, 0.002]
+            if np.linalg.norm(cube_a - goal) < 0.004 and goal[2] < above_b[2] - 0.01:
+                self.phase = "release"
+            else:
+                step = self.place_step_m if goal[2] < above_b[2] - 0.01 else self.max_step_m
+                return _move(tcp + (goal - cube_a), tcp, -1.0, self.gain, step)
+        if self.phase == "release":
+            self.opening += 1
+            if width > self.open_m or self.opening > self.max_open_steps:
+                self.phase = "rise"
+            else:
+                return _move(tcp, tcp, 1.0, self.gain, self.max_step_m)
+        if self.phase == "rise":
+            target = cube_a + [0.0, 0.0, self.hover_m]
+        return _move(target, tcp, 1.0, self.gain, self.max_step_m)
+
+
+class _SlideCubeScript:
+    """Closed fingers beside the cube, on the side away from the goal -> down to the cube's mid-height ->
+    slide along x until the cube is at the goal's centre (the goal is a disc; success is anywhere in it).
+
+    `contact_m` is the fingertip's signed x offset from the cube's centre while sliding: negative pushes
+    it forwards (+x), positive drags it back towards the robot.
+    """
+
+    contact_m = 0.0
+    hover_m = 0.06
+    height_m = 0.02
+    gain = 0.7
+    max_step_m = 0.06
+    slide_step_m = 0.03
+
+    def reset(self) -> None:
+        self.phase = "above"
+
+    def __call__(self, env) -> np.ndarray:
+        base = env.unwrapped
+        tcp, cube, goal = _position(base.agent.tcp), _position(base.obj), _position(base.goal_region)
+        contact = np.array([cube[0] + self.contact_m, cube[1], self.height_m])
+        if self.phase == "above":
+            target = contact + [0.0, 0.0, self.hover_m]
+            if np.linalg.norm(target - tcp) < 0.012:
+                self.phase = "down"
+        if self.phase == "down":
+            target = contact
+            if np.linalg.norm(target - tcp) < 0.008:
+                self.phase = "slide"
+        if self.phase == "slide":
+            target = np.array([goal[0] + self.contact_m, cube[1], self.height_m])
+            return _move(target, tcp, -1.0, self.gain, self.slide_step_m)
+        return _move(target, tcp, -1.0, self.gain, self.max_step_m)
+
+
+class PushCubeScript(_SlideCubeScript):
+    contact_m = -0.035
+
+
+class PullCubeScript(_SlideCubeScript):
+    contact_m = 0.035
+
+
+SCRIPTS: dict[str, Callable[[], object]] = {
+    "PickCube-v1": PickCubeScript,
+    "StackCube-v1": StackCubeScript,
+    "PushCube-v1": PushCubeScript,
+    "PullCube-v1": PullCubeScript,
+}
 
 
 def script_for(spec: TaskSpec):

@@ -48,6 +48,7 @@ STACK_CUBE = TaskSpec(
     success_flags=("success", "is_cubeA_grasped", "is_cubeA_on_cubeB", "is_cubeA_static"),
     tracked_actors=("cubeA", "cubeB"),
     grasp_actor="cubeA",
+    expert="scripted",
 )
 
 PUSH_CUBE = TaskSpec(
@@ -64,6 +65,7 @@ PUSH_CUBE = TaskSpec(
     max_episode_steps=100,
     success_flags=("success",),
     tracked_actors=("obj", "goal_region"),
+    expert="scripted",
 )
 
 PULL_CUBE = TaskSpec(
@@ -80,6 +82,7 @@ PULL_CUBE = TaskSpec(
     max_episode_steps=100,
     success_flags=("success",),
     tracked_actors=("obj", "goal_region"),
+    expert="scripted",
 )
 
 LIFT_PEG_UPRIGHT = TaskSpec(
