@@ -54,9 +54,56 @@ def test_scripted_demos_replay_from_their_initial_state(pick_cube_episodes):
         env.close()
 
 
+def _generate(task: str, seeds: tuple[int, ...]):
+    generator = ScriptedDemoGenerator(task)
+    try:
+        return [generator.generate(seed) for seed in seeds]
+    finally:
+        generator.close()
+
+
+def _assert_succeeds_and_holds(results, max_steps: int) -> None:
+    for result in results:
+        assert result.success, f"seed {result.seed}: {result.reason}"
+        assert len(result.episode) < max_steps
+        first = int(np.argmax(result.episode.arrays["flag.success"]))
+        assert len(result.episode) == first + 1 + HOLD_STEPS
+        assert result.episode.arrays["flag.success"][first:].all()
+        actions = result.episode.arrays["action"]
+        assert np.abs(actions).max() <= 1.0 and not actions[:, 3:6].any()  # translation only
+
+
+def test_stack_cube_script_grasps_places_on_cube_b_and_lets_go():
+    results = _generate("StackCube-v1", (0, 1))
+    _assert_succeeds_and_holds(results, 150)
+    for result in results:
+        arrays = result.episode.arrays
+        gripper = arrays["action"][:, 6]
+        closed_at = int(np.argmax(gripper < 0))
+        opened_at = closed_at + int(np.argmax(gripper[closed_at:] > 0))
+        # Open -> closed (carry) -> open (let go), once each.
+        assert 0 < closed_at < opened_at and (gripper[:closed_at] == 1).all()
+        assert (gripper[closed_at:opened_at] == -1).all() and (gripper[opened_at:] == 1).all()
+        assert arrays["priv.is_grasped"][opened_at - 1] and not arrays["priv.is_grasped"][-1]
+        a, b = arrays["priv.cubeA_pose"][-1, :3], arrays["priv.cubeB_pose"][-1, :3]
+        assert np.linalg.norm(a[:2] - b[:2]) < 0.01 and abs(a[2] - b[2] - 0.04) < 0.005
+
+
+@pytest.mark.parametrize("task, direction", [("PushCube-v1", 1.0), ("PullCube-v1", -1.0)])
+def test_push_and_pull_scripts_slide_the_cube_along_x_with_closed_fingers(task, direction):
+    results = _generate(task, (0, 1))
+    _assert_succeeds_and_holds(results, 100)
+    for result in results:
+        arrays = result.episode.arrays
+        assert (arrays["action"][:, 6] == -1).all()
+        cube = arrays["priv.obj_pose"][:, :3]
+        assert direction * (cube[-1, 0] - cube[0, 0]) > 0.05
+        assert cube[:, 2].max() < 0.025  # slid, never lifted
+
+
 def test_a_task_without_a_script_is_refused_before_any_simulation(tmp_path):
-    with pytest.raises(NoScriptError, match="no scripted expert for StackCube-v1"):
-        collect_demos("StackCube-v1", 1, tmp_path / "out", expert="scripted", progress=False)
+    with pytest.raises(NoScriptError, match="no scripted expert for LiftPegUpright-v1"):
+        collect_demos("LiftPegUpright-v1", 1, tmp_path / "out", expert="scripted", progress=False)
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="expert must be one of"):
         collect_demos("PickCube-v1", 1, tmp_path / "out", expert="oracle", progress=False)
