@@ -154,9 +154,10 @@ class VLA(nn.Module):
         return embeds, mask, positions
 
     def _run(self, embeds, mask, positions, cache=None) -> torch.Tensor:
+        """The language model's last hidden states; `mask` None means no padding."""
         out = self.language_model(
             inputs_embeds=embeds,
-            attention_mask=None if bool(mask.all()) else mask.long(),
+            attention_mask=None if mask is None else mask.long(),
             position_ids=positions,
             cache=cache,
             use_cache=cache is not None,
@@ -172,7 +173,7 @@ class VLA(nn.Module):
         mask = torch.cat([mask, mask.new_ones(len(mask), d - 1)], dim=1)
         steps = torch.arange(1, d, device=positions.device)
         positions = torch.cat([positions, positions[:, -1:] + steps], dim=1)
-        hidden = self._run(embeds, mask, positions)[:, -d:]
+        hidden = self._run(embeds, None if bool(mask.all()) else mask, positions)[:, -d:]
         return self.action_logits(hidden), hidden[:, 0]
 
     def evaluate_actions(
@@ -195,9 +196,21 @@ class VLA(nn.Module):
         The log-probability is taken under the sampling distribution (softmax of logits / temperature),
         or under temperature 1 for greedy decoding.
         """
+        padded = not bool(inputs.prompt_mask.all())
+        return self.decode(inputs, DynamicCache(config=self.language_model.config), padded, temperature, generator)
+
+    def decode(
+        self,
+        inputs: VLAInputs,
+        cache,
+        padded: bool,
+        temperature: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> ActionSample:
+        """`sample` with a given (empty) KV cache; `padded` says whether any prompt is padded (a Python bool,
+        so that a compiled graph does not branch on tensor data: see `CompiledGreedy`)."""
         embeds, mask, positions = self.prefix(inputs)
-        cache = DynamicCache(config=self.language_model.config)
-        hidden = self._run(embeds, mask, positions, cache)[:, -1]
+        hidden = self._run(embeds, mask if padded else None, positions, cache)[:, -1]
         value = self.value(hidden)
         position = positions[:, -1:]
         bins, log_prob = [], torch.zeros(len(hidden), device=hidden.device)
@@ -208,12 +221,12 @@ class VLA(nn.Module):
                 choice = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
             else:
                 choice = logits.argmax(-1)
-            log_prob += logp.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
+            log_prob = log_prob + logp.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
             bins.append(choice)
             if dim + 1 == self.config.action_dim:
                 break
             mask = torch.cat([mask, mask.new_ones(len(mask), 1)], dim=1)
             position = position + 1
             token = self.embed_tokens(choice.unsqueeze(1) + self.action_offset)
-            hidden = self._run(token, mask, position, cache)[:, -1]
+            hidden = self._run(token, mask if padded else None, position, cache)[:, -1]
         return ActionSample(torch.stack(bins, dim=1), log_prob, value)

@@ -84,11 +84,13 @@ def _statuses(diags, start=0):
     return [s for d in diags[start:] for s in d.status if s.name == "stare: policy_server"]
 
 
-def test_commands_from_fresh_inputs_match_the_policy(ros, tiny_checkpoint, episode):
+@pytest.mark.parametrize("compile_policy", [False, True], ids=["eager", "compiled"])
+def test_commands_from_fresh_inputs_match_the_policy(ros, tiny_checkpoint, episode, compile_policy):
     from stare_policy.policy import VLAPolicy
     from stare_ros.conversions import TcpPose
 
-    server, probe, actions, twists, grippers, _ = _server(ros, tiny_checkpoint)
+    server, probe, actions, twists, grippers, _ = _server(ros, tiny_checkpoint, compile_policy=compile_policy)
+    assert (server.runner.policy.compiled is not None) == compile_policy
     Feeder(ros, episode)
     wait_for(lambda: len(_moving(actions)) >= 5, 30.0, "5 policy commands")
     act = _moving(actions)[-1]

@@ -87,6 +87,10 @@ class PolicyServerConfig(SafetyConfig):
     image + joint state pair with the same stamp (lock-step simulation)."""
     device: str = "cpu"
     """Torch device for the policy."""
+    compile_policy: bool = False
+    """Greedy actions through one `torch.compile`d graph (`VLAPolicy.compile`): about 2.5x faster on a
+    CPU. The graph is compiled when the checkpoint loads, for the instruction the server starts with
+    (tens of seconds, less when inductor's on-disk cache has it); a new instruction length compiles again."""
     frame_id: str = "panda_link0"
     """Frame of the twist command (the robot base)."""
     base_pose: tuple[float, ...] = (-0.615, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0)

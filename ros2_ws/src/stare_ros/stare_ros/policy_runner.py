@@ -75,10 +75,21 @@ class PolicyRunner:
         missing = [k for k in policy.processor.config.proprio_keys if k not in ("qpos", "tcp_pose", "goal_pos")]
         if missing:
             raise ValueError(f"checkpoint {path} needs proprio inputs this server cannot give: {missing}")
+        if self.config.compile_policy:
+            self._compile(policy, self._instruction or self._default_instruction(policy))
         with self._lock:
             self.policy, self.checkpoint = policy, str(path)
             if not self.config.instruction and not self._instruction:
                 self._instruction = self._default_instruction(policy)
+
+    @staticmethod
+    def _compile(policy, instruction: str) -> None:
+        """Compile the greedy graph now, on an observation of the checkpoint's shapes, so that the first
+        control tick does not wait for it."""
+        policy.compile()
+        cfg = policy.processor.config
+        proprio = {key: np.zeros(dim, np.float32) for key, dim in zip(cfg.proprio_keys, cfg.proprio_dims)}
+        policy.act(np.zeros((*policy.processor.image_hw, 3), np.uint8), instruction, proprio)
 
     def _default_instruction(self, policy) -> str:
         try:
