@@ -3,11 +3,13 @@
     .venv/bin/python benchmarks/policy_inference.py --checkpoint runs/sft-pick --data data/demos/PickCube-v1
 
 Prints a Markdown table. Each part runs in its own subprocess so that its peak RSS is its own:
-  infer     one action (7 tokens, KV cache, greedy) at batch 1 and 8 on real dataset frames: p50/p99 latency
+  infer     one action (7 tokens, KV cache, greedy) at batch 1 and 8 on real dataset frames: p50/p99 latency,
+            eager and compiled (`VLAPolicy.compile`)
   train     SFT steps on the dataset with the checkpoint's model config: samples/s (after warm-up)
   sim       one rendered single-env simulator step (the policy camera), for comparison with inference
-  eval      raw rendered step rate of the evaluation vector env (zero actions) vs closed-loop episodes with
-            the policy, same env, same workers, in one run
+  eval      closed-loop episodes with the policy (--compile: the compiled one) vs the raw rendered step rate of
+            the same vector env and workers (zero actions), without resets and with a reset at the episodes'
+            mean length (the like-for-like figure: evaluation episodes end and reset too), in one run
 """
 
 from __future__ import annotations
@@ -43,17 +45,23 @@ def part_infer(args) -> dict:
     torch.set_num_threads(args.threads)
     policy = VLAPolicy.load(args.checkpoint)
     out = {}
-    for batch in (1, 8):
-        images, proprio, spec = _frames(args.data, batch)
-        times = []
-        for i in range(args.repeats + 10):
+    for mode in ("eager", "compiled"):
+        if mode == "compiled":
+            policy.compile()
+        for batch in (1, 8):
+            images, proprio, spec = _frames(args.data, batch)
             t0 = time.perf_counter()
             policy.act(images, spec.instruction, proprio)
-            if i >= 10:
-                times.append(time.perf_counter() - t0)
-        ms = 1e3 * np.array(times)
-        out[f"b{batch}"] = {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-                            "actions_per_s": float(batch * 1e3 / np.mean(ms))}
+            first = time.perf_counter() - t0
+            times = []
+            for i in range(args.repeats + 10):
+                t0 = time.perf_counter()
+                policy.act(images, spec.instruction, proprio)
+                if i >= 10:
+                    times.append(time.perf_counter() - t0)
+            ms = 1e3 * np.array(times)
+            out[f"{mode}_b{batch}"] = {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+                                       "actions_per_s": float(batch * 1e3 / np.mean(ms)), "first_s": first}
     return out
 
 
@@ -113,7 +121,7 @@ def part_sim(args) -> dict:
 def part_eval(args) -> dict:
     import torch
 
-    from sim_training.evaluation.rollout import run_async
+    from sim_training.evaluation.rollout import batched_inputs, run_async
     from sim_training.evaluation.stages import make_eval_env
     from sim_training.tasks import get_task
     from stare_policy.policy import VLAPolicy
@@ -121,23 +129,45 @@ def part_eval(args) -> dict:
     torch.set_num_threads(args.threads)
     spec = get_task(args.task)
     policy = VLAPolicy.load(args.checkpoint)
+    if args.compile:
+        policy.compile()
     env, _ = make_eval_env(spec, args.workers)
     try:
-        env.reset(seed=list(range(args.workers)))
-        zero = np.zeros((args.workers, 7), np.float32)
-        for _ in range(5):
-            env.step(zero)
-        t0 = time.perf_counter()
-        for _ in range(args.sim_steps):
-            env.step(zero)
-        raw = args.sim_steps * args.workers / (time.perf_counter() - t0)
+        obs, _ = env.reset(seed=list(range(args.workers)))
+        images, proprio = batched_inputs(obs, spec)
+        policy.act(images, spec.instruction, proprio)  # a compiled policy compiles here, outside the timing
         seeds = list(range(1_000_000, 1_000_000 + args.episodes))
         records, stats = run_async(env, spec, lambda im, pr: policy.act(im, spec.instruction, pr), seeds)
+        length = max(1, round(float(np.mean([r.length for r in records]))))
+        raw_steps, raw_seconds = _raw_rate(env, args.workers, args.sim_steps, None)
+        reset_steps, reset_seconds = _raw_rate(env, args.workers, args.sim_steps, length)
     finally:
         env.close()
     rate = stats.env_steps / stats.seconds
-    return {"raw_steps_per_s": raw, "eval_steps_per_s": rate, "ratio": rate / raw, "workers": args.workers,
-            "episodes": len(records), "policy_share": stats.policy_seconds / stats.seconds}
+    raw, raw_resets = raw_steps / raw_seconds, reset_steps / reset_seconds
+    return {"raw_steps_per_s": raw, "raw_with_resets_steps_per_s": raw_resets, "eval_steps_per_s": rate,
+            "ratio": rate / raw_resets, "ratio_no_resets": rate / raw, "mean_length": length,
+            "workers": args.workers, "episodes": len(records), "policy_share": stats.policy_seconds / stats.seconds}
+
+
+def _raw_rate(env, workers: int, steps: int, episode_length: int | None) -> tuple[int, float]:
+    """Env steps and seconds of zero-action stepping; with `episode_length`, each worker is reset every that
+    many steps (staggered, as workers of an evaluation finish at different times)."""
+    zero = np.zeros((workers, 7), np.float32)
+    env.reset(seed=list(range(workers)))
+    for _ in range(5):
+        env.step(zero)
+    age = np.array([w * (episode_length or 1) // workers for w in range(workers)])
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        env.step(zero)
+        age += 1
+        if episode_length:
+            done = age >= episode_length
+            if done.any():
+                env.reset(seed=list(range(workers)), options={"reset_mask": done})
+                age[done] = 0
+    return steps * workers, time.perf_counter() - t0
 
 
 PARTS = {"infer": part_infer, "train": part_train, "sim": part_sim, "eval": part_eval}
@@ -156,6 +186,7 @@ def main() -> int:
     parser.add_argument("--sim-steps", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--episodes", type=int, default=6)
+    parser.add_argument("--compile", action="store_true", help="eval part: the compiled greedy policy")
     parser.add_argument("--part", default=None, help=argparse.SUPPRESS)  # internal: run one part, print JSON
     args = parser.parse_args()
 
@@ -181,9 +212,11 @@ def main() -> int:
     print("| figure | value |\n| --- | --- |")
     if "infer" in results:
         r = results["infer"]
-        for b in ("b1", "b8"):
-            print(f"| inference batch {b[1:]}: one action (7 tokens), p50 / p99 | {r[b]['p50_ms']:.1f} / "
-                  f"{r[b]['p99_ms']:.1f} ms ({r[b]['actions_per_s']:.0f} actions/s) |")
+        for mode in ("eager", "compiled"):
+            for batch in (1, 8):
+                x = r[f"{mode}_b{batch}"]
+                print(f"| inference {mode}, batch {batch}: one action (7 tokens), p50 / p99 | {x['p50_ms']:.1f} / "
+                      f"{x['p99_ms']:.1f} ms ({x['actions_per_s']:.0f} actions/s; first call {x['first_s']:.1f} s) |")
         print(f"| inference peak RSS | {r['peak_rss_mb']:.0f} MB |")
     if "sim" in results:
         step = results["sim"]["step_ms_p50"]
@@ -195,11 +228,14 @@ def main() -> int:
         print(f"| SFT training peak RSS ({r['frames_in_memory']} frames in memory) | {r['peak_rss_mb']:.0f} MB |")
     if "eval" in results:
         r = results["eval"]
-        print(f"| raw rendered step rate, {r['workers']} workers (zero actions) | "
+        print(f"| raw rendered step rate, {r['workers']} workers (zero actions, no resets) | "
               f"{r['raw_steps_per_s']:.1f} steps/s |")
-        print(f"| closed-loop evaluation step rate, same env ({r['episodes']} episodes) | "
-              f"{r['eval_steps_per_s']:.1f} steps/s = {r['ratio']:.0%} of raw "
-              f"(policy {r['policy_share']:.0%} of wall) |")
+        print(f"| raw rendered step rate, same, a reset every {r['mean_length']} steps (the evaluation's mean "
+              f"episode length) | {r['raw_with_resets_steps_per_s']:.1f} steps/s |")
+        print(f"| closed-loop evaluation step rate, same env ({r['episodes']} episodes, "
+              f"{'compiled' if args.compile else 'eager'} policy) | "
+              f"{r['eval_steps_per_s']:.1f} steps/s = {r['ratio']:.0%} of raw with resets, "
+              f"{r['ratio_no_resets']:.0%} of raw without (policy {r['policy_share']:.0%} of wall) |")
     return 0
 
 

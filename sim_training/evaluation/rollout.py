@@ -41,6 +41,8 @@ class RolloutStats:
     """Steps of episodes in progress (idle envs at the tail not counted)."""
     seconds: float = 0.0
     policy_seconds: float = 0.0
+    reset_seconds: float = 0.0
+    """Time in the simulator's resets between episodes (CPU workers)."""
 
 
 def _numpy(value: Any) -> np.ndarray:
@@ -100,7 +102,9 @@ def run_async(env: gym.vector.AsyncVectorEnv, spec: TaskSpec, act: Act, seeds: l
                 if slot[w] >= 0:
                     new_seeds[w] = seeds[slot[w]]
                     next_episode += 1
+            t0 = time.perf_counter()
             obs, _ = env.reset(seed=new_seeds, options={"reset_mask": done})
+            stats.reset_seconds += time.perf_counter() - t0
     stats.seconds = time.perf_counter() - start
     return records, stats
 

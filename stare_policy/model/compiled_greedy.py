@@ -12,6 +12,8 @@ observation at a time with one instruction. Sampling with a temperature stays ea
 
 from __future__ import annotations
 
+import threading
+
 import torch
 from transformers.cache_utils import StaticCache
 
@@ -25,6 +27,7 @@ class CompiledGreedy:
         self.model = model
         self._caches: dict[tuple[int, int, bool], StaticCache] = {}
         self._decode = torch.compile(model.decode, dynamic=False)
+        self._lock = threading.Lock()  # the static caches are shared state: one decode at a time
 
     def _cache(self, inputs: VLAInputs, padded: bool) -> StaticCache:
         batch, prompt = inputs.prompt_ids.shape
@@ -46,4 +49,5 @@ class CompiledGreedy:
     @torch.inference_mode()
     def __call__(self, inputs: VLAInputs) -> ActionSample:
         padded = not bool(inputs.prompt_mask.all())
-        return self._decode(inputs, self._cache(inputs, padded), padded)
+        with self._lock:
+            return self._decode(inputs, self._cache(inputs, padded), padded)

@@ -13,6 +13,9 @@ from stare_policy.typed_config import ConfigError, from_dict
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 """Images, joint states, commands: reliable, so lock-step simulation and the logger lose nothing."""
+LATEST = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+"""The policy_server's camera and joints: it acts on the newest observation, so a queue of older ones
+would only add latency when it falls behind (lock-step simulation waits for each command anyway)."""
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 """Instruction and goal: a late subscriber still gets the current one."""
 RECORD = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
@@ -77,20 +80,24 @@ def stop_executor(executor, timeout_s: float = 5.0) -> None:
 
 def run_node(make_node, args=None) -> int:
     """Create the node (`make_node()`), spin it, shut down on SIGINT/SIGTERM. Exit code 1 with one line
-    when the node cannot start (bad parameters, checkpoint missing)."""
+    when the node cannot start (bad parameters, checkpoint missing).
+
+    A single-threaded executor: no node waits inside a callback, and rclpy's multi-threaded executor
+    costs more than it gives on a small machine (benchmarks/ros_nodes.py, policy_server on 2 cores: it
+    answered 8 of 20 images a second with the policy busy 20 ms per image; single-threaded, all 30 of 30)."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     rclpy.init(args=args if args is not None else sys.argv)
     node = executor = None
     try:
         node = make_node()
-        executor = MultiThreadedExecutor()
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         try:
             executor.spin()
         except RuntimeError:  # rclpy's RCLError
-            # SIGTERM/SIGINT shut the context down under a multi-threaded executor's wait set
+            # SIGTERM/SIGINT shut the context down under the executor's wait set
             if rclpy.ok():
                 raise
     except (KeyboardInterrupt, ExternalShutdownException):

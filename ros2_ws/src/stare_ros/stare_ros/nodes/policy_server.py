@@ -20,7 +20,7 @@ from stare_interfaces.srv import LoadCheckpoint
 from stare_ros.config import PolicyServerConfig, Topics
 from stare_ros.conversions import InputError, action_to_twist, image_array, joint_positions
 from stare_ros.policy_runner import PolicyRunner, Tick
-from stare_ros.ros_common import LATCHED, RELIABLE, declare_config, diagnostics, now_seconds, run_node, to_seconds, to_stamp
+from stare_ros.ros_common import LATEST, LATCHED, RELIABLE, declare_config, diagnostics, now_seconds, run_node, to_seconds, to_stamp
 
 
 class PolicyServer(Node):
@@ -34,8 +34,8 @@ class PolicyServer(Node):
         self.gripper_pub = self.create_publisher(Float64, topics.gripper, RELIABLE)
         self.action_pub = self.create_publisher(PolicyAction, topics.action, RELIABLE)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
-        self.create_subscription(Image, topics.image, self._on_image, RELIABLE, callback_group=inputs)
-        self.create_subscription(JointState, topics.joint_states, self._on_joints, RELIABLE, callback_group=inputs)
+        self.create_subscription(Image, topics.image, self._on_image, LATEST, callback_group=inputs)
+        self.create_subscription(JointState, topics.joint_states, self._on_joints, LATEST, callback_group=inputs)
         self.create_subscription(String, topics.instruction, lambda m: self.runner.set_instruction(m.data), LATCHED,
                                  callback_group=inputs)
         self.create_subscription(PointStamped, topics.goal, self._on_goal, LATCHED, callback_group=inputs)
