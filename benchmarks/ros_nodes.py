@@ -27,7 +27,8 @@ import numpy as np
 NODE_ARGS = {
     "policy_server": lambda a: ["-p", f"checkpoint:={a.checkpoint}", "-p", "act_on:=observation",
                                 "-p", "stale_after_s:=5.0", "-p", "dry_run:=true",
-                                "-p", f"compile_policy:={'false' if a.eager else 'true'}"],
+                                "-p", f"compile_policy:={'false' if a.eager else 'true'}",
+                                "-p", f"torch_threads:={a.torch_threads}"],
     "stage_segmenter": lambda a: [],
     "episode_logger": lambda a: ["-p", f"output_dir:={a.bags}"],
     "sim_bridge": lambda a: [],
@@ -62,6 +63,7 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per rate")
     p.add_argument("--nodes", default=",".join(NODE_ARGS), help="nodes to start, comma-separated (policy_server "
                    "is needed for the latency)")
+    p.add_argument("--torch-threads", type=int, default=0, help="policy_server torch_threads (0: torch's default)")
     p.add_argument("--eager", action="store_true", help="policy_server without compile_policy")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)

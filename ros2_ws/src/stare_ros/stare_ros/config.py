@@ -87,6 +87,9 @@ class PolicyServerConfig(SafetyConfig):
     image + joint state pair with the same stamp (lock-step simulation)."""
     device: str = "cpu"
     """Torch device for the policy."""
+    torch_threads: int = 0
+    """Threads for the policy's tensor operations (`torch.set_num_threads`); 0: torch's default (one per
+    core). On a small machine shared with the camera driver and other nodes, 1 can give a shorter tail."""
     compile_policy: bool = False
     """Greedy actions through one `torch.compile`d graph (`VLAPolicy.compile`): about 2.5x faster on a
     CPU. The graph is compiled when the checkpoint loads, for the instruction the server starts with
@@ -105,6 +108,8 @@ class PolicyServerConfig(SafetyConfig):
         super().__post_init__()
         _positive("control_rate_hz", self.control_rate_hz)
         _positive("diagnostics_period_s", self.diagnostics_period_s)
+        if self.torch_threads < 0:
+            raise ValueError(f"torch_threads must be >= 0, got {self.torch_threads}")
         if self.act_on not in ("timer", "observation"):
             raise ValueError(f"act_on must be 'timer' or 'observation', got {self.act_on!r}")
         if len(self.base_pose) != 7:

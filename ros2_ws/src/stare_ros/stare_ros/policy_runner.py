@@ -71,6 +71,10 @@ class PolicyRunner:
         """Load a checkpoint and swap it in; raises (leaving the current policy) if it cannot be used."""
         if not Path(path).is_dir():
             raise FileNotFoundError(f"checkpoint {path} is not a directory")
+        if self.config.torch_threads:
+            import torch
+
+            torch.set_num_threads(self.config.torch_threads)
         policy = _load_policy(path, self.config.device)
         missing = [k for k in policy.processor.config.proprio_keys if k not in ("qpos", "tcp_pose", "goal_pos")]
         if missing:
