@@ -1,0 +1,97 @@
+"""Which rollouts are compared: trajectory pairs for TPO and stage pairs for StA-TPO.
+
+Both pair only rollouts that started from the same initial state (GRAPE does): whatever else differs
+between two rollouts, the policy's choices made it. The inputs are labelled rollouts, whatever labelled
+them (the privileged separator in simulation, the proprioceptive one on robot bags), so the same code
+builds pairs for simulated rollouts and for recorded episodes.
+
+- TPO: a rollout that succeeded is preferred to one from the same start that failed.
+- StA-TPO, stage k: only rollouts that both completed stage k-1 compete ("progressive consistency"; every
+  rollout competes on the first stage), the winner has the lower stage cost l_k, ties are broken by which
+  one completed the stage, and the log-ratios are later restricted to the steps each spent in stage k.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Hashable, Sequence
+
+import numpy as np
+
+from stare_policy.stages import EpisodeSummary, Segmentation
+
+
+@dataclass(frozen=True)
+class LabelledRollout:
+    start: Hashable
+    """The initial state it started from (a seed, or an id of a recorded start)."""
+    segmentation: Segmentation
+    summary: EpisodeSummary
+    success: bool
+
+
+@dataclass(frozen=True)
+class TrajectoryPair:
+    winner: int
+    loser: int
+    """Indices into the rollout list."""
+
+
+@dataclass(frozen=True)
+class StagePair:
+    stage: int
+    winner: int
+    loser: int
+    winner_steps: np.ndarray
+    """Timesteps of the winner in stage `stage` (its log-ratio is restricted to them)."""
+    loser_steps: np.ndarray
+    winner_cost: float
+    loser_cost: float
+
+
+def _groups(rollouts: Sequence[LabelledRollout]) -> dict[Hashable, list[int]]:
+    groups: dict[Hashable, list[int]] = {}
+    for i, rollout in enumerate(rollouts):
+        groups.setdefault(rollout.start, []).append(i)
+    return groups
+
+
+def trajectory_pairs(rollouts: Sequence[LabelledRollout]) -> list[TrajectoryPair]:
+    """Every (success, failure) pair of rollouts from one initial state."""
+    pairs = []
+    for members in _groups(rollouts).values():
+        wins = [i for i in members if rollouts[i].success]
+        losses = [i for i in members if not rollouts[i].success]
+        pairs += [TrajectoryPair(w, l) for w in wins for l in losses]
+    return pairs
+
+
+def _completed(rollout: LabelledRollout, k: int) -> bool:
+    return k < 0 or rollout.summary.stages[k].completed
+
+
+def stage_pairs(rollouts: Sequence[LabelledRollout], stages: Sequence[int] | None = None) -> list[StagePair]:
+    """Stage-level pairs for the given stage indices (default: all), by the rules of the module docstring."""
+    if not rollouts:
+        return []
+    n_stages = len(rollouts[0].summary.stages)
+    pairs = []
+    for members in _groups(rollouts).values():
+        for k in range(n_stages) if stages is None else stages:
+            eligible = [i for i in members if _completed(rollouts[i], k - 1)
+                        and np.any(rollouts[i].segmentation.labels == k)]
+            for a, b in combinations(eligible, 2):
+                sa, sb = rollouts[a].summary.stages[k], rollouts[b].summary.stages[k]
+                if sa.cost != sb.cost:
+                    winner, loser = (a, b) if sa.cost < sb.cost else (b, a)
+                elif sa.completed != sb.completed:
+                    winner, loser = (a, b) if sa.completed else (b, a)
+                else:
+                    continue  # nothing to prefer
+                pairs.append(StagePair(
+                    k, winner, loser,
+                    np.flatnonzero(rollouts[winner].segmentation.labels == k),
+                    np.flatnonzero(rollouts[loser].segmentation.labels == k),
+                    rollouts[winner].summary.stages[k].cost, rollouts[loser].summary.stages[k].cost))
+    return pairs

@@ -1,0 +1,56 @@
+"""Pair building on real rollouts: noisy replays of real PickCube demos in the simulator, several per initial
+state, labelled by the privileged separator."""
+
+import numpy as np
+import pytest
+
+from sim_training.preference.pairs import LabelledRollout, stage_pairs, trajectory_pairs
+from sim_training.stages.rollouts import noisy_replays
+from stare_policy.stages import segment_privileged, stage_spec, summarize
+
+ROLLOUTS_PER_START = 4
+
+
+@pytest.fixture(scope="module")
+def rollouts(real_demos):
+    dataset = real_demos("PickCube-v1")
+    demos = [dataset.episode(i) for i in range(len(dataset))]
+    stages = stage_spec("PickCube-v1")
+    out = []
+    for draw in range(ROLLOUTS_PER_START):  # noise from 0 (the demo itself) to large enough to fail
+        for episode in noisy_replays(dataset.spec, demos, sigma=0.25 * draw, seed=draw):
+            segmentation, measures = segment_privileged(episode.arrays, stages)
+            out.append(LabelledRollout(episode.seed, segmentation, summarize(segmentation, measures, stages,
+                                                                           episode.success), episode.success))
+    return out
+
+
+def test_trajectory_pairs_prefer_success_from_the_same_start(rollouts):
+    pairs = trajectory_pairs(rollouts)
+    assert pairs, "the noisy replays should include failures beside successes"
+    for p in pairs:
+        assert rollouts[p.winner].success and not rollouts[p.loser].success
+        assert rollouts[p.winner].start == rollouts[p.loser].start
+
+
+def test_stage_pairs_follow_progressive_consistency(rollouts):
+    pairs = stage_pairs(rollouts)
+    assert len({p.stage for p in pairs}) >= 2, "pairs for more than one stage"
+    for p in pairs:
+        w, l = rollouts[p.winner], rollouts[p.loser]
+        assert w.start == l.start
+        if p.stage > 0:  # both completed the previous stage
+            assert w.summary.stages[p.stage - 1].completed and l.summary.stages[p.stage - 1].completed
+        assert p.winner_cost <= p.loser_cost
+        assert p.winner_cost == w.summary.stages[p.stage].cost and p.loser_cost == l.summary.stages[p.stage].cost
+        if p.winner_cost == p.loser_cost:
+            assert w.summary.stages[p.stage].completed and not l.summary.stages[p.stage].completed
+        assert len(p.winner_steps) and np.all(w.segmentation.labels[p.winner_steps] == p.stage)
+        assert len(p.loser_steps) and np.all(l.segmentation.labels[p.loser_steps] == p.stage)
+    # and the rule excludes someone: a rollout that never completed Reach is in no Grasp pair
+    stuck = {i for i, r in enumerate(rollouts) if not r.summary.stages[0].completed}
+    assert not any(p.stage == 1 and {p.winner, p.loser} & stuck for p in pairs)
+
+
+def test_pairs_of_an_empty_set_are_empty():
+    assert stage_pairs([]) == [] and trajectory_pairs([]) == []
