@@ -1,5 +1,5 @@
-"""`stare-train <algorithm>`: one entry point for the learning algorithms (sft now; tpo, sta-tpo, ppo, sta-ppo
-plug in by adding a line to ALGORITHMS). Each algorithm module has `main(argv) -> exit code`."""
+"""`stare-train <algorithm>`: one entry point for the learning algorithms (sft, tpo, sta-tpo, ppo, sta-ppo; one line
+of ALGORITHMS each). Each algorithm module has `main(argv) -> exit code`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import sys
 
 ALGORITHMS = {
     "sft": ("sim_training.train.sft", "imitation (supervised fine-tuning) on demonstrations"),
+    "tpo": ("sim_training.train.tpo", "trajectory preference optimisation (GRAPE's TPO) on policy rollouts"),
+    "sta-tpo": ("sim_training.train.tpo_sta", "StA-TPO: stage-level preference pairs with the stage-cost penalty"),
     "ppo": ("sim_training.train.ppo", "online PPO in simulation (RL4VLA grasp/success potential reward)"),
     "sta-ppo": ("sim_training.train.ppo_sta", "StA-PPO: the same PPO with StARe's stage-shaped reward"),
 }

@@ -1,0 +1,234 @@
+"""`stare-train tpo` / `stare-train sta-tpo`: preference optimisation of the VLA on its own rollouts.
+
+    stare-rollouts --checkpoint checkpoints/pick-cube-sft --task PickCube-v1 --initial-states 32 --per-state 4 \\
+                   --out data/rollouts/pick-sft
+    stare-train tpo     --checkpoint checkpoints/pick-cube-sft --data data/rollouts/pick-sft --out runs/tpo-pick
+    stare-train sta-tpo --checkpoint checkpoints/pick-cube-sft --data data/rollouts/pick-sft --out runs/sta-tpo-pick
+
+The SFT checkpoint is both the starting policy and the frozen reference. Rollouts are labelled by StARe's
+privileged separator and paired among those from one initial state (`sim_training.preference.pairs`):
+TPO compares whole trajectories (success over failure); StA-TPO compares stages (both completed stage
+k-1, lower stage cost wins) over the steps of that stage, with the stage cost as a lambda-weighted
+penalty (`cost_weight`). Everything else is the same code: that is the whole delta.
+
+Each update takes `pairs_per_step` pairs, `steps_per_side` timesteps sampled from each side (GRAPE sums over
+8-step windows; sampling keeps a CPU step short), q = mean per-step log pi_theta - log pi_ref. `--out` is a
+checkpoint with trainer state and `progress.jsonl` (loss, margin, preference accuracy per step); rerunning
+the same command after a kill resumes. TensorBoard: `<out>.logs/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from sim_training.train import TrainError, distributed
+from sim_training.train.state import load_optimizer, read_train_state, save_train_state
+from stare_policy.model import checkpoint
+from stare_policy.policy import VLAPolicy
+from stare_policy.typed_config import apply_overrides, load_yaml, to_dict
+
+PROGRESS_FILE = "progress.jsonl"
+
+
+@dataclass(frozen=True)
+class TPOConfig:
+    steps: int = 200
+    """Optimizer updates in total (a resumed run continues up to this)."""
+    pairs_per_step: int = 1
+    """Pairs whose losses are averaged in one update (GRAPE: 1)."""
+    steps_per_side: int = 8
+    """Timesteps sampled from each side of a pair per update (all of them when fewer)."""
+    beta: float = 0.1
+    """DPO temperature (GRAPE's value)."""
+    cost_weight: float = 1.0
+    """lambda of StA-TPO's stage-cost penalty q^ = q - lambda * l_k (sign configurable); TPO ignores it."""
+    temperature: float = 1.0
+    """Temperature at which log pi is taken (that of the rollouts)."""
+    lr: float = 2e-5
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    save_every: int = 50
+    num_threads: int = 0
+    device: str = "auto"
+
+
+class TPOError(TrainError):
+    """Bad input for TPO (config, data without pairs, an --out of another run)."""
+
+
+def build_parser(algorithm: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"stare-train {algorithm}", description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, type=Path, help="SFT checkpoint: the start and the reference")
+    parser.add_argument("--data", required=True, nargs="+", type=Path, help="rollout datasets (stare-rollouts)")
+    parser.add_argument("--out", required=True, type=Path, help="checkpoint directory (resumed if it exists)")
+    parser.add_argument("--config", default=None, help="YAML file of TPOConfig fields")
+    parser.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. steps=50 beta=0.2")
+    return parser
+
+
+@dataclass(frozen=True)
+class Side:
+    episode: int
+    steps: np.ndarray
+    cost: float = 0.0
+
+
+def load_pairs(paths: list[Path], stage_aware: bool):
+    """(episodes, [(winner Side, loser Side)], task spec) of the rollout datasets."""
+    from sim_training.data import Dataset
+    from sim_training.preference.pairs import LabelledRollout, stage_pairs, trajectory_pairs
+    from stare_policy.stages import segment_privileged, stage_spec, summarize
+
+    episodes, specs = [], set()
+    for path in paths:
+        dataset = Dataset(path)
+        specs.add(dataset.spec.env_id)
+        episodes += [dataset.episode(i) for i in range(len(dataset))]
+    if len(specs) != 1:
+        raise TPOError(f"rollouts of one task expected, got {sorted(specs)}")
+    task = specs.pop()
+    stages = stage_spec(task)
+    labelled = []
+    for i, e in enumerate(episodes):
+        seg, m = segment_privileged(e.arrays, stages)
+        # a start is an (initial state, dataset) pair only via its seed: rollouts of one seed share a start
+        labelled.append(LabelledRollout(e.seed, seg, summarize(seg, m, stages, e.success), e.success))
+    if stage_aware:
+        pairs = [(Side(p.winner, p.winner_steps, p.winner_cost), Side(p.loser, p.loser_steps, p.loser_cost))
+                 for p in stage_pairs(labelled)]
+    else:
+        pairs = [(Side(p.winner, np.arange(len(episodes[p.winner]))), Side(p.loser, np.arange(len(episodes[p.loser]))))
+                 for p in trajectory_pairs(labelled)]
+    return episodes, pairs, task
+
+
+def step_log_probs(policy: VLAPolicy, episode, steps: np.ndarray, temperature: float) -> torch.Tensor:
+    """log pi of the episode's recorded actions at `steps` (with gradients when enabled)."""
+    cfg = policy.processor.config
+    arrays = episode.arrays
+    proprio = {k: arrays[k][steps] if k in arrays else np.zeros((len(steps), d), np.float32)
+               for k, d in zip(cfg.proprio_keys, cfg.proprio_dims)}
+    inputs = policy.inputs(arrays["image"][steps], episode.instruction, proprio)
+    log_prob, _, _ = policy.evaluate(inputs, arrays["action"][steps], temperature)
+    return log_prob
+
+
+def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
+    from sim_training.preference.losses import log_ratio, preference_loss
+
+    algorithm = "sta-tpo" if stage_aware else "tpo"
+    args = build_parser(algorithm).parse_args(argv)
+    cfg = apply_overrides(load_yaml(args.config, TPOConfig) if args.config else TPOConfig(), args.overrides)
+    bad = [k for k in ("steps", "pairs_per_step", "steps_per_side", "save_every") if getattr(cfg, k) <= 0]
+    if bad or cfg.beta <= 0 or cfg.temperature <= 0:
+        raise TPOError(f"{', '.join(bad) or 'beta/temperature'} must be positive")
+    device = distributed.pick_device(cfg.device)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    out = args.out
+    checkpoint.recover(out)
+    prior = None if args.overwrite else read_train_state(out)
+    if prior is None and out.exists() and not args.overwrite:
+        raise TPOError(f"{out} exists and is not a resumable {algorithm} run (pass --overwrite to replace it)")
+    if prior is not None and (prior.get("algorithm"), prior.get("start_checkpoint")) != (algorithm, str(args.checkpoint)):
+        raise TPOError(f"{out} holds a {prior.get('algorithm')} run from {prior.get('start_checkpoint')}; "
+                       "pass --overwrite or use another --out")
+
+    episodes, pairs, task = load_pairs(args.data, stage_aware)
+    if not pairs:
+        raise TPOError(f"the rollouts give no {'stage' if stage_aware else 'success/failure'} pairs from a shared "
+                       "initial state (more rollouts per state, or a higher temperature)")
+    reference = VLAPolicy.load(args.checkpoint, device)
+    policy = VLAPolicy.load(out if prior is not None else args.checkpoint, device)
+    # Eval mode with gradients: batch norms keep their SFT statistics, so the policy equals its reference at
+    # the start (the loss is log 2) and log-ratios measure only what the updates changed.
+    reference.model.eval().requires_grad_(False)
+    policy.model.eval()
+    params = [p for p in policy.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step, history = 0, []
+    if prior is not None:
+        load_optimizer(out, optimizer, prior)
+        step = prior["step"]
+        path = out / PROGRESS_FILE
+        history = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
+    ref_cache: dict[tuple[int, int], float] = {}
+
+    def reference_log_probs(side: Side) -> torch.Tensor:
+        missing = [int(t) for t in side.steps if (side.episode, int(t)) not in ref_cache]
+        if missing:
+            with torch.no_grad():
+                values = step_log_probs(reference, episodes[side.episode], np.array(missing), cfg.temperature)
+            ref_cache.update({(side.episode, t): float(v) for t, v in zip(missing, values)})
+        return torch.tensor([ref_cache[(side.episode, int(t))] for t in side.steps], device=device)
+
+    def save() -> None:
+        with checkpoint.atomic_directory(out) as tmp:
+            checkpoint.save(tmp, policy.model, policy.processor, policy.tasks)
+            save_train_state(tmp, optimizer, {"algorithm": algorithm, "step": step, "config": to_dict(cfg),
+                                              "start_checkpoint": str(args.checkpoint), "task": task,
+                                              "data": [str(p) for p in args.data], "pairs": len(pairs)})
+            (tmp / PROGRESS_FILE).write_text("".join(json.dumps(row) + "\n" for row in history))
+
+    stop = {"signal": 0}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _: stop.update(signal=signum))
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(out.with_name(out.name + ".logs")))
+    print(f"{algorithm}: {task}, {len(episodes)} rollouts, {len(pairs)} pairs, step {step}/{cfg.steps}", flush=True)
+    bar = tqdm(total=cfg.steps, initial=step, disable=args.quiet, unit="step", dynamic_ncols=True)
+    while step < cfg.steps and not stop["signal"]:
+        rng = np.random.default_rng([cfg.seed, step])
+        optimizer.zero_grad()
+        losses, margins = [], []
+        for index in rng.choice(len(pairs), size=cfg.pairs_per_step, replace=len(pairs) < cfg.pairs_per_step):
+            sides = []
+            for side in pairs[index]:
+                picked = side.steps if len(side.steps) <= cfg.steps_per_side else np.sort(
+                    rng.choice(side.steps, cfg.steps_per_side, replace=False))
+                sides.append(Side(side.episode, picked, side.cost))
+            q = [log_ratio(step_log_probs(policy, episodes[s.episode], s.steps, cfg.temperature), reference_log_probs(s))
+                 for s in sides]
+            weight = cfg.cost_weight if stage_aware else 0.0
+            loss = preference_loss(q[0], q[1], cfg.beta, sides[0].cost, sides[1].cost, weight) / cfg.pairs_per_step
+            loss.backward()
+            losses.append(float(loss) * cfg.pairs_per_step)
+            margins.append(float(q[0] - q[1]))
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        optimizer.step()
+        step += 1
+        row = {"step": step, "loss": float(np.mean(losses)), "margin": float(np.mean(margins)),
+               "accuracy": float(np.mean([m > 0 for m in margins]))}
+        history.append(row)
+        for key in ("loss", "margin", "accuracy"):
+            writer.add_scalar(f"{algorithm}/{key}", row[key], step)
+        bar.update(1)
+        bar.set_postfix(loss=f"{row['loss']:.4f}", margin=f"{row['margin']:+.4f}")
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            save()
+    bar.close()
+    writer.close()
+    if stop["signal"]:
+        save()
+        print(f"{algorithm}: stopped by signal at step {step}; checkpoint saved to {out} (rerun to resume)", flush=True)
+        return 128 + stop["signal"]
+    print(f"{algorithm}: done, {step} steps over {len(pairs)} pairs; checkpoint {out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
