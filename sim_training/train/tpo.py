@@ -206,8 +206,8 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
             weight = cfg.cost_weight if stage_aware else 0.0
             loss = preference_loss(q[0], q[1], cfg.beta, sides[0].cost, sides[1].cost, weight) / cfg.pairs_per_step
             loss.backward()
-            losses.append(float(loss) * cfg.pairs_per_step)
-            margins.append(float(q[0] - q[1]))
+            losses.append(loss.item() * cfg.pairs_per_step)
+            margins.append((q[0] - q[1]).item())
         torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         optimizer.step()
         step += 1
