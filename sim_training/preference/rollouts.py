@@ -15,7 +15,7 @@ import torch
 from sim_training.data import Episode
 from sim_training.demos.expert import _StepLog
 from sim_training.envs import make_env
-from sim_training.envs.observation import policy_inputs
+from sim_training.envs.observation import fill_absent_goal_inputs, policy_inputs
 from sim_training.tasks import TaskSpec, get_task
 
 
@@ -40,6 +40,8 @@ class PolicyRolloutGenerator:
         for _ in range(self.max_steps):
             seen = policy_inputs(obs, self.spec)
             image = seen.pop("image")
+            cfg = self.policy.processor.config
+            seen = fill_absent_goal_inputs(seen, cfg.proprio_keys, cfg.proprio_dims, self.spec)
             action = self.policy.act(image, self.instruction, seen, temperature=self.temperature,
                                      generator=generator)
             obs, _, _, _, info = self.env.step(np.asarray(action, np.float32)[None])

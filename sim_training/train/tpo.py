@@ -115,12 +115,14 @@ def load_pairs(paths: list[Path], stage_aware: bool):
     return episodes, pairs, task
 
 
-def step_log_probs(policy: VLAPolicy, episode, steps: np.ndarray, temperature: float) -> torch.Tensor:
+def step_log_probs(policy: VLAPolicy, episode, steps: np.ndarray, temperature: float, spec) -> torch.Tensor:
     """log pi of the episode's recorded actions at `steps` (with gradients when enabled)."""
+    from sim_training.envs.observation import fill_absent_goal_inputs
+
     cfg = policy.processor.config
     arrays = episode.arrays
-    proprio = {k: arrays[k][steps] if k in arrays else np.zeros((len(steps), d), np.float32)
-               for k, d in zip(cfg.proprio_keys, cfg.proprio_dims)}
+    proprio = fill_absent_goal_inputs({k: arrays[k][steps] for k in cfg.proprio_keys if k in arrays},
+                                      cfg.proprio_keys, cfg.proprio_dims, spec)
     inputs = policy.inputs(arrays["image"][steps], episode.instruction, proprio)
     log_prob, _, _ = policy.evaluate(inputs, arrays["action"][steps], temperature)
     return log_prob
@@ -148,6 +150,9 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
                        "pass --overwrite or use another --out")
 
     episodes, pairs, task = load_pairs(args.data, stage_aware)
+    from sim_training.tasks import get_task
+
+    spec = get_task(task)
     if not pairs:
         raise TPOError(f"the rollouts give no {'stage' if stage_aware else 'success/failure'} pairs from a shared "
                        "initial state (more rollouts per state, or a higher temperature)")
@@ -171,7 +176,7 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
         missing = [int(t) for t in side.steps if (side.episode, int(t)) not in ref_cache]
         if missing:
             with torch.no_grad():
-                values = step_log_probs(reference, episodes[side.episode], np.array(missing), cfg.temperature)
+                values = step_log_probs(reference, episodes[side.episode], np.array(missing), cfg.temperature, spec)
             ref_cache.update({(side.episode, t): float(v) for t, v in zip(missing, values)})
         return torch.tensor([ref_cache[(side.episode, int(t))] for t in side.steps], device=device)
 
@@ -201,8 +206,8 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
                 picked = side.steps if len(side.steps) <= cfg.steps_per_side else np.sort(
                     rng.choice(side.steps, cfg.steps_per_side, replace=False))
                 sides.append(Side(side.episode, picked, side.cost))
-            q = [log_ratio(step_log_probs(policy, episodes[s.episode], s.steps, cfg.temperature), reference_log_probs(s))
-                 for s in sides]
+            q = [log_ratio(step_log_probs(policy, episodes[s.episode], s.steps, cfg.temperature, spec),
+                           reference_log_probs(s)) for s in sides]
             weight = cfg.cost_weight if stage_aware else 0.0
             loss = preference_loss(q[0], q[1], cfg.beta, sides[0].cost, sides[1].cost, weight) / cfg.pairs_per_step
             loss.backward()
