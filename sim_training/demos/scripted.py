@@ -39,9 +39,14 @@ def _move(target: np.ndarray, tcp: np.ndarray, gripper: float, gain: float, max_
     return np.concatenate([delta, np.zeros(3), [gripper]]).astype(np.float32)
 
 
-class PickCubeScript:
-    """Above the cube -> down to its centre -> close -> carry it to the goal as soon as the fingers are seen
-    closed on it.
+def _finger_width(base) -> float:
+    qpos = np.asarray(base.agent.robot.get_qpos().cpu().numpy()).reshape(-1)
+    return float(qpos[7] + qpos[8])
+
+
+class _GraspScript:
+    """The pick-up both grasping scripts share: above the object -> down to its centre -> close, until the
+    fingers are seen closed on it (then phase "carry").
 
     Each phase follows from what the policy observes: closed fingers at the cube always mean "carry". (A
     fixed number of still steps after the close command made that same observation mostly mean "stay",
@@ -59,17 +64,14 @@ class PickCubeScript:
         self.phase = "above"
         self.closing = 0
 
-    def __call__(self, env) -> np.ndarray:
-        base = env.unwrapped
-        tcp, cube, goal = _position(base.agent.tcp), _position(base.cube), _position(base.goal_site)
-        qpos = np.asarray(base.agent.robot.get_qpos().cpu().numpy()).reshape(-1)
-        width = float(qpos[7] + qpos[8])
+    def _grasp(self, tcp: np.ndarray, obj: np.ndarray, width: float) -> np.ndarray | None:
+        """The action while picking up; None once the phase is past the grasp (same step as it gets there)."""
         if self.phase == "above":
-            target = cube + [0.0, 0.0, self.hover_m]
+            target = obj + [0.0, 0.0, self.hover_m]
             if np.linalg.norm(target - tcp) < 0.012:
                 self.phase = "down"
         if self.phase == "down":
-            target = cube
+            target = obj
             if np.linalg.norm(target - tcp) < 0.008:
                 self.phase = "close"
         if self.phase == "close":
@@ -78,57 +80,45 @@ class PickCubeScript:
                 self.phase = "carry"
             else:
                 return _move(tcp, tcp, -1.0, self.gain, self.max_step_m)
-        if self.phase == "carry":
-            return _move(goal, tcp, -1.0, self.gain, self.max_step_m)
-        return _move(target, tcp, 1.0, self.gain, self.max_step_m)
+        if self.phase in ("above", "down"):
+            return _move(target, tcp, 1.0, self.gain, self.max_step_m)
+        return None
 
 
-def _finger_width(base) -> float:
-    qpos = np.asarray(base.agent.robot.get_qpos().cpu().numpy()).reshape(-1)
-    return float(qpos[7] + qpos[8])
+class PickCubeScript(_GraspScript):
+    """Pick up the cube, then carry it to the goal as soon as the fingers are seen closed on it."""
+
+    def __call__(self, env) -> np.ndarray:
+        base = env.unwrapped
+        tcp, cube, goal = _position(base.agent.tcp), _position(base.cube), _position(base.goal_site)
+        action = self._grasp(tcp, cube, _finger_width(base))
+        return action if action is not None else _move(goal, tcp, -1.0, self.gain, self.max_step_m)
 
 
-class StackCubeScript:
-    """Above cube A -> down -> close -> lift -> over cube B -> lower until A rests on B -> open -> rise.
+class StackCubeScript(_GraspScript):
+    """Pick up cube A -> lift -> over cube B -> lower until A rests on B -> open -> rise.
 
     While carrying, the command moves cube A (not the fingertip) towards its target, so a grasp off the
     cube's centre does not offset the stack. A is lifted clear of B's top before it moves sideways.
     """
 
-    hover_m = 0.06
-    gain = 0.7
-    max_step_m = 0.06
     place_step_m = 0.02
     """Slower steps for the last centimetres above B, so the cube arrives without swinging."""
-    max_close_steps = 10
-    closed_m = 0.07
     open_m = 0.075
     max_open_steps = 8
     cube_m = 0.04
 
     def reset(self) -> None:
-        self.phase = "above"
-        self.closing = 0
+        super().reset()
         self.opening = 0
 
     def __call__(self, env) -> np.ndarray:
         base = env.unwrapped
         tcp, cube_a, cube_b = _position(base.agent.tcp), _position(base.cubeA), _position(base.cubeB)
         width = _finger_width(base)
-        if self.phase == "above":
-            target = cube_a + [0.0, 0.0, self.hover_m]
-            if np.linalg.norm(target - tcp) < 0.012:
-                self.phase = "down"
-        if self.phase == "down":
-            target = cube_a
-            if np.linalg.norm(target - tcp) < 0.008:
-                self.phase = "close"
-        if self.phase == "close":
-            self.closing += 1
-            if (self.closing > 1 and width < self.closed_m) or self.closing > self.max_close_steps:
-                self.phase = "carry"
-            else:
-                return _move(tcp, tcp, -1.0, self.gain, self.max_step_m)
+        action = self._grasp(tcp, cube_a, width)
+        if action is not None:
+            return action
         if self.phase == "carry":
             on_b = cube_b + [0.0, 0.0, self.cube_m]
             above_b = on_b + [0.0, 0.0, self.hover_m]
