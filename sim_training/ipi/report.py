@@ -1,0 +1,108 @@
+"""What an IPI run found: one row per method (success with its 95 % CI, env steps, training time), one row per
+phase, and the learning curves (PPO vs StA-PPO success over env steps; TPO vs StA-TPO loss and preference
+accuracy over updates) as PNGs. Everything is read back from the run directory, so it can be redrawn."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sim_training.ipi.methods import INTERACTION, METHODS, PREFERENCE, chain_name, label
+from sim_training.ipi.pipeline import Pipeline
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
+
+
+def method_rows(pipe: Pipeline) -> dict[str, dict]:
+    """Method -> its final checkpoint's evaluation and what it cost (phases shared with other methods are
+    counted in each method that uses them: that is what reproducing the method alone would cost)."""
+    rows = {}
+    for method in (m for m in METHODS if m in pipe.methods):
+        chain = METHODS[method]
+        phases = ["sft", *(["rollouts"] if chain and chain[0] in PREFERENCE else []),
+                  *(chain_name(chain[:i]) for i in range(1, len(chain) + 1))]
+        records = [pipe.state["phases"].get(p, {}) for p in phases]
+        row = {"label": label(method), "checkpoint": str(pipe.checkpoint(chain)),
+               "env_steps": sum(r.get("env_steps", 0) for r in records),
+               "train_seconds": round(sum(r.get("seconds", 0.0) for r in records if "given" not in r), 1)}
+        evaluation = pipe.eval_json(chain)
+        status = [r.get("status", "pending") for r in records]
+        if all(s == "done" for s in status) and evaluation.is_file():
+            result = json.loads(evaluation.read_text())
+            row.update(status="done", success_rate=result["success_rate"], ci95=result["ci95"],
+                       episodes=result["episodes"], seeds=result["seeds"],
+                       stage_completion=result.get("stage_completion", {}))
+        else:
+            failed = next((p for p, r in zip(phases, records) if r.get("status") == "failed"), None)
+            row["status"] = f"failed at {failed}: {pipe.state['phases'][failed].get('reason', '')}" if failed \
+                else "not finished"
+        rows[method] = row
+    return rows
+
+
+def markdown(pipe: Pipeline, rows: dict[str, dict]) -> str:
+    cfg = pipe.cfg
+    lines = [f"# IPI on {cfg.task}", "",
+             f"Greedy evaluation, {cfg.eval.episodes} episodes from seed {cfg.eval.seed_start:,} (never used for "
+             f"demos, rollouts or PPO). Env steps: simulator steps of the rollouts and PPO (demos not counted).", "",
+             "| method | success | 95 % CI | env steps | training wall-clock |", "| --- | --- | --- | --- | --- |"]
+    for row in rows.values():
+        if row["status"] == "done":
+            lo, hi = row["ci95"]
+            cells = [f"{row['success_rate']:.0%}", f"{lo:.0%}-{hi:.0%}"]
+        else:
+            cells = [row["status"], ""]
+        lines.append(f"| {row['label']} | {' | '.join(cells)} | {row['env_steps']:,} | {row['train_seconds'] / 60:.1f} min |")
+    lines += ["", "| phase | status | wall-clock | env steps |", "| --- | --- | --- | --- |"]
+    for phase in pipe.phases:
+        rec = pipe.state["phases"].get(phase.name, {})
+        status = "given" if "given" in rec else rec.get("status", "pending")
+        lines.append(f"| {phase.name} | {status} | {rec.get('seconds', 0.0) / 60:.1f} min | {rec.get('env_steps', 0):,} |")
+    return "\n".join(lines) + "\n"
+
+
+def learning_curves(pipe: Pipeline) -> list[Path]:
+    """PNGs of the interaction and preference phases' progress, the stage-aware variant beside its baseline
+    wherever both ran."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    groups = [("ppo", [p for p in pipe.phases if p.kind in INTERACTION], "env_steps", ["success_rate"]),
+              ("tpo", [p for p in pipe.phases if p.kind in PREFERENCE], "step", ["loss", "accuracy"])]
+    for name, phases, x, ys in groups:
+        runs = {p.name: _read_jsonl(pipe.checkpoint(p.chain) / "progress.jsonl") for p in phases}
+        runs = {k: v for k, v in runs.items() if v}
+        if not runs:
+            continue
+        fig, axes = plt.subplots(1, len(ys), figsize=(5.5 * len(ys), 3.8), squeeze=False)
+        for ax, y in zip(axes[0], ys):
+            for run, rows in runs.items():
+                points = [(r[x], r[y]) for r in rows if r.get(y) is not None]
+                if points:
+                    ax.plot(*zip(*points), marker=".", label=run)
+            ax.set_xlabel("env steps" if x == "env_steps" else "update")
+            ax.set_ylabel(y.replace("_", " "))
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.suptitle(f"{pipe.cfg.task}: {'PPO vs StA-PPO' if name == 'ppo' else 'TPO vs StA-TPO'}")
+        fig.tight_layout()
+        path = pipe.out / f"curves_{name}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write_summary(pipe: Pipeline) -> dict:
+    rows = method_rows(pipe)
+    summary = {"task": pipe.cfg.task, "methods": rows, "phases": pipe.state["phases"],
+               "eval": {"episodes": pipe.cfg.eval.episodes, "seed_start": pipe.cfg.eval.seed_start}}
+    (pipe.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    (pipe.out / "summary.md").write_text(markdown(pipe, rows))
+    summary["plots"] = [str(p) for p in learning_curves(pipe)]
+    return summary

@@ -1,0 +1,62 @@
+"""What `stare-ipi` plans to run, and the config errors it raises before running anything."""
+
+import json
+
+import pytest
+
+from sim_training.ipi.cli import main as ipi_main
+from sim_training.ipi.config import IPIConfig
+from stare_policy.typed_config import to_dict
+from sim_training.ipi.methods import METHODS, label, phase_chains
+from sim_training.ipi.pipeline import plan
+
+CKPT = "<a checkpoint directory>"
+
+
+def test_ipi_alone_is_sft_then_sta_tpo_then_sta_ppo_each_evaluated():
+    assert [p.name for p in plan(["sft", "ipi"])] == [
+        "sft", "eval:sft", "rollouts", "sft+sta-tpo", "eval:sft+sta-tpo", "sft+sta-tpo+sta-ppo",
+        "eval:sft+sta-tpo+sta-ppo"]
+
+
+def test_the_ablation_runs_each_shared_phase_once_parents_first():
+    phases = plan(list(METHODS))
+    names = [p.name for p in phases]
+    assert len(names) == len(set(names))
+    assert names.count("rollouts") == 1 and names.count("sft+sta-tpo") == 1
+    for p in phases:  # every checkpoint a phase starts from was made before it
+        if p.kind != "eval" and len(p.chain) > 1:
+            assert names.index("+".join(("sft", *p.chain[:-1]))) < names.index(p.name)
+    assert set(phase_chains(list(METHODS))) == {c[:i] for c in METHODS.values() for i in range(len(c) + 1)}
+    # interaction-only baselines need no rollouts
+    assert "rollouts" not in [p.name for p in plan(["sft", "sft-ppo", "sft-sta-ppo"])]
+    assert label("ipi") == "SFT -> StA-TPO -> StA-PPO (IPI)"
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "task: give --task"),
+    (["--task", "NoSuchTask-v9", "--sft-checkpoint", CKPT], "task:"),
+    (["--task", "PickCube-v1"], "SFT needs `demos`"),
+    (["--task", "PickCube-v1", "--sft-checkpoint", CKPT, "sft.stepz=3"], "unknown config key sft.stepz"),
+    (["--task", "PickCube-v1", "--sft-checkpoint", CKPT, "ppo.num_envs=many"], "ppo.num_envs: expected int"),
+    (["--task", "PickCube-v1", "--sft-checkpoint", CKPT, "rollouts.temperature=0"], "rollouts.temperature"),
+    (["--task", "PickCube-v1", "--sft-checkpoint", CKPT, "eval.episodez=3"], "unknown config key"),
+    (["--task", "PickCube-v1", "--demos", "/nonexistent/demos"], "demos:"),
+    (["--task", "PickCube-v1", "--sft-checkpoint", "/nonexistent/ckpt"], "sft_checkpoint: /nonexistent/ckpt"),
+])
+def test_bad_configs_are_refused_with_the_key_named(tmp_path, capsys, args, message):
+    (tmp_path / "ckpt").mkdir()
+    args = [str(tmp_path / "ckpt") if a == CKPT else a for a in args]
+    assert ipi_main(["--out", str(tmp_path / "run"), *args]) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists(), "nothing is written for a refused config"
+
+
+def test_a_resumed_run_must_keep_its_config(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    before = IPIConfig(task="PickCube-v1", sft_checkpoint=str(tmp_path), tpo={"steps": 5})
+    (out / "ipi.json").write_text(json.dumps({"config": to_dict(before), "phases": {}}))
+    common = ["--out", str(out), "--task", "PickCube-v1", "--sft-checkpoint", str(tmp_path)]
+    assert ipi_main([*common, "tpo.steps=6"]) == 1
+    assert "another config (changed: tpo.steps)" in capsys.readouterr().err
