@@ -21,7 +21,7 @@ import torch
 from stare_policy.model import checkpoint
 from stare_policy.model.compiled_greedy import CompiledGreedy
 from stare_policy.model.processor import VLAProcessor
-from stare_policy.model.vla import VLA, VLAInputs
+from stare_policy.model.vla import VLA, Temperature, VLAInputs, per_dimension
 
 
 @dataclass
@@ -78,26 +78,26 @@ class VLAPolicy:
         instruction: str | Sequence[str],
         proprio: Any = None,
         *,
-        temperature: float = 0.0,
+        temperature: Temperature = 0.0,
         generator: torch.Generator | None = None,
     ) -> PolicyStep:
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        """One action per observation; `temperature` is one value or one per action dimension (0: greedy)."""
+        greedy = not any(per_dimension(temperature, self.model.config.action_dim))  # raises on bad values
         single = getattr(image, "ndim", 0) == 3
         inputs = self.inputs(image, instruction, proprio)
-        if temperature == 0 and self.compiled is not None:
+        if greedy and self.compiled is not None:
             sample = self.compiled(inputs)
         else:
             sample = self.model.sample(inputs, temperature, generator)
         action = self.processor.actions(sample.bins)
         return PolicyStep(action[0] if single else action, sample.bins, sample.log_prob, sample.value)
 
-    def act(self, image: Any, instruction: str | Sequence[str], proprio: Any = None, *, temperature: float = 0.0,
+    def act(self, image: Any, instruction: str | Sequence[str], proprio: Any = None, *, temperature: Temperature = 0.0,
             generator: torch.Generator | None = None) -> np.ndarray:
         return self.step(image, instruction, proprio, temperature=temperature, generator=generator).action
 
     def evaluate(
-        self, inputs: VLAInputs, actions: np.ndarray | torch.Tensor, temperature: float = 1.0
+        self, inputs: VLAInputs, actions: np.ndarray | torch.Tensor, temperature: Temperature = 1.0
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """log pi (B,), entropy (B,), value (B,) of actions (B, 7); float actions are tokenised first."""
         bins = actions if isinstance(actions, torch.Tensor) and not actions.is_floating_point() \

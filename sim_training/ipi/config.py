@@ -20,6 +20,8 @@ class RolloutsSection:
     """K rollouts of the SFT policy from each initial state (pairs form among them)."""
     temperature: float = 1.0
     """Sampling temperature of the rollouts (TPO/StA-TPO take log pi at their own `temperature`)."""
+    gripper_temperature: float | None = None
+    """The gripper token's (None: `temperature`; 0: greedy); give `tpo.gripper_temperature` the same."""
     seed_start: int = ROLLOUT_SEED_START
     max_steps: int | None = None
     """Step limit of a rollout (default: the task's)."""
@@ -47,7 +49,8 @@ class IPIConfig:
     """`stare-train sft` config (SFTConfig keys)."""
     rollouts: RolloutsSection = RolloutsSection()
     tpo: dict[str, Any] = field(default_factory=dict)
-    """`stare-train tpo|sta-tpo` config (TPOConfig keys); both preference methods get the same one."""
+    """`stare-train tpo|sta-tpo` config (TPOConfig keys); both preference methods get the same one, with the
+    rollouts' temperatures."""
     ppo: dict[str, Any] = field(default_factory=dict)
     """`stare-train ppo|sta-ppo` config (PPOConfig keys); both interaction methods get the same one."""
     eval: EvalSection = EvalSection()
@@ -82,6 +85,10 @@ def check(cfg: IPIConfig) -> None:
             raise ConfigError(f"demos: none holds {cfg.task} ({', '.join(f'{d}: {t}' for d, t in held.items())})")
     for name, cls in (("sft", SFTConfig), ("tpo", TPOConfig), ("ppo", PPOConfig)):
         from_dict(cls, getattr(cfg, name), prefix=f"{name}.")
+    for key in ("temperature", "gripper_temperature"):  # log pi must be taken where the rollouts sampled
+        if key in cfg.tpo and cfg.tpo[key] != getattr(cfg.rollouts, key):
+            raise ConfigError(f"tpo.{key} ({cfg.tpo[key]}) must equal rollouts.{key} ({getattr(cfg.rollouts, key)}); "
+                              "leave it out and IPI passes the rollouts' value")
     for key in ("initial_states", "per_state"):
         if getattr(cfg.rollouts, key) < 1:
             raise ConfigError(f"rollouts.{key} must be >= 1")

@@ -116,7 +116,11 @@ class Pipeline:
         for name in ("sft", "tpo", "ppo"):
             path = self.out / "configs" / f"{name}.yaml"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(yaml.safe_dump(dict(getattr(self.cfg, name)), sort_keys=False))
+            section = dict(getattr(self.cfg, name))
+            if name == "tpo":  # log pi at the rollouts' sampling distribution
+                section = {"temperature": self.cfg.rollouts.temperature,
+                           "gripper_temperature": self.cfg.rollouts.gripper_temperature, **section}
+            path.write_text(yaml.safe_dump(section, sort_keys=False))
             paths[name] = path
         return paths
 
@@ -135,7 +139,9 @@ class Pipeline:
             return main, ["--checkpoint", str(self.checkpoint(())), "--task", cfg.task, "--initial-states",
                           str(r.initial_states), "--per-state", str(r.per_state), "--temperature", str(r.temperature),
                           "--seed-start", str(r.seed_start), "--out", str(self.out / "rollouts"), "--overwrite",
-                          *(["--max-steps", str(r.max_steps)] if r.max_steps else []), *quiet]
+                          *(["--max-steps", str(r.max_steps)] if r.max_steps else []),
+                          *(["--gripper-temperature", str(r.gripper_temperature)]
+                            if r.gripper_temperature is not None else []), *quiet]
         if phase.kind in PREFERENCE:
             from sim_training.train.cli import main
 

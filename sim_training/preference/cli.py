@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--initial-states", type=int, required=True, help="N: initial states (env seeds)")
     parser.add_argument("--per-state", type=int, required=True, help="K: rollouts from each initial state")
     parser.add_argument("--temperature", type=float, default=1.0, help="action sampling temperature (default 1)")
+    parser.add_argument("--gripper-temperature", type=float, default=None,
+                        help="the gripper token's temperature (default: --temperature; 0: greedy gripper)")
     parser.add_argument("--seed-start", type=int, default=ROLLOUT_SEED_START,
                         help=f"first initial-state seed (default {ROLLOUT_SEED_START})")
     parser.add_argument("--max-steps", type=int, default=None, help="step limit (default: the task's)")
@@ -38,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) < 1:
             print(f"stare-rollouts: error: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
             return 2
+    if args.temperature < 0 or (args.gripper_temperature or 0) < 0:
+        print("stare-rollouts: error: --temperature and --gripper-temperature must be >= 0", file=sys.stderr)
+        return 2
     if args.out.exists() and not args.overwrite:
         print(f"stare-rollouts: error: {args.out} exists (pass --overwrite to replace it)", file=sys.stderr)
         return 1
@@ -55,10 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     except (UnknownTaskError, CheckpointError, FileNotFoundError) as err:
         print(f"stare-rollouts: error: {err}", file=sys.stderr)
         return 1
-    generator = PolicyRolloutGenerator(policy, spec, args.temperature, args.max_steps)
+    from stare_policy.model.vla import action_temperature
+
+    temperature = action_temperature(args.temperature, args.gripper_temperature)
+    generator = PolicyRolloutGenerator(policy, spec, temperature, args.max_steps)
     seeds = list(range(args.seed_start, args.seed_start + args.initial_states))
     total = args.initial_states * args.per_state
-    source = {"checkpoint": str(args.checkpoint), "temperature": args.temperature, "per_state": args.per_state,
+    source = {"checkpoint": str(args.checkpoint), "temperature": args.temperature,
+              "gripper_temperature": args.gripper_temperature, "per_state": args.per_state,
               "initial_states": seeds}
     wins = 0
     try:

@@ -17,16 +17,16 @@ from sim_training.demos.expert import _StepLog
 from sim_training.envs import make_env
 from sim_training.envs.observation import fill_absent_goal_inputs, policy_inputs
 from sim_training.tasks import TaskSpec, get_task
+from stare_policy.model.vla import Temperature, per_dimension
 
 
 class PolicyRolloutGenerator:
     """Owns one recording env; `rollout(seed, k)` runs the policy from `reset(seed)` until success or the
     step limit."""
 
-    def __init__(self, policy, task: str | TaskSpec, temperature: float, max_steps: int | None = None,
+    def __init__(self, policy, task: str | TaskSpec, temperature: Temperature, max_steps: int | None = None,
                  instruction: str | None = None):
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        per_dimension(temperature, policy.model.config.action_dim)  # raises on a bad value
         self.policy, self.spec, self.temperature = policy, get_task(task), temperature
         self.max_steps = max_steps or self.spec.max_episode_steps
         self.instruction = instruction or self.spec.instruction

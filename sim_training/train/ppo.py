@@ -37,6 +37,7 @@ from sim_training.train import TrainError, distributed
 from sim_training.train.ppo_envs import GPU_BACKENDS, EnvStepper, Episode, make_rl_envs
 from sim_training.train.state import load_optimizer, read_train_state, save_train_state
 from stare_policy.model import checkpoint
+from stare_policy.model.vla import Temperature, action_temperature
 from stare_policy.policy import VLAPolicy
 from stare_policy.typed_config import apply_overrides, from_dict, load_yaml, to_dict
 
@@ -59,6 +60,9 @@ class PPOConfig:
     """End an episode at its first success (no bootstrapping past it), as evaluation counts success. [P]"""
     temperature: float = 1.0
     """Sampling temperature of the action tokens (> 0); log pi, entropy and KL are taken at it too."""
+    gripper_temperature: float | None = None
+    """Temperature of the gripper token; None: `temperature`. 0: the gripper is taken greedily and left out of
+    log pi, entropy and KL, so PPO explores and learns the arm only (docs/training.md)."""
     gamma: float = 0.99
     """Discount; also the gamma of StA-PPO's shaping term gamma * Phi(s') - Phi(s)."""
     gae_lambda: float = 0.95
@@ -146,7 +150,7 @@ class Rollout:
     sim_s: float = 0.0
 
 
-def collect(policy: VLAPolicy, stepper: EnvStepper, obs: dict, steps: int, instruction: str, temperature: float,
+def collect(policy: VLAPolicy, stepper: EnvStepper, obs: dict, steps: int, instruction: str, temperature: Temperature,
             generator: torch.Generator | None = None, stop=lambda: False) -> tuple[Rollout | None, dict]:
     """Act `steps` times in every env; returns (rollout, next observation), or (None, obs) if `stop()`."""
     n = stepper.n
@@ -222,7 +226,7 @@ def update(policy: VLAPolicy, optimizer: torch.optim.Optimizer, rollout: Rollout
         for start in range(0, total, cfg.minibatch_size):
             mb = order[start : start + cfg.minibatch_size]
             inputs = policy.inputs(images[mb], instruction, {k: v[mb] for k, v in proprio.items()})
-            logp, entropy, value = policy.evaluate(inputs, bins[mb], cfg.temperature)
+            logp, entropy, value = policy.evaluate(inputs, bins[mb], sampling_temperature(cfg))
             log_ratio = logp - old_logp[mb]
             ratio = log_ratio.exp()
             pg_loss = torch.max(-adv[mb] * ratio, -adv[mb] * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
@@ -252,6 +256,11 @@ def update(policy: VLAPolicy, optimizer: torch.optim.Optimizer, rollout: Rollout
 
 
 # ---- plumbing ------------------------------------------------------------------------------------------------
+def sampling_temperature(cfg: PPOConfig) -> Temperature:
+    """What rollouts sample at and updates evaluate at: the two must agree for the PPO ratio."""
+    return action_temperature(cfg.temperature, cfg.gripper_temperature)
+
+
 def _check(cfg: PPOConfig) -> None:
     positive = {k: getattr(cfg, k) for k in ("iterations", "num_envs", "rollout_steps", "epochs", "minibatch_size",
                                               "save_every")}
@@ -260,6 +269,8 @@ def _check(cfg: PPOConfig) -> None:
         raise PPOError(f"{', '.join(bad)} must be positive")
     if cfg.temperature <= 0:
         raise PPOError(f"temperature must be > 0 for PPO (it samples and needs log pi), got {cfg.temperature}")
+    if cfg.gripper_temperature is not None and cfg.gripper_temperature < 0:
+        raise PPOError(f"gripper_temperature must be >= 0 or null, got {cfg.gripper_temperature}")
     if not 0 < cfg.gamma <= 1 or not 0 <= cfg.gae_lambda <= 1:
         raise PPOError("gamma must be in (0, 1] and gae_lambda in [0, 1]")
     if cfg.sim_backend not in ("cpu", *GPU_BACKENDS):
@@ -391,7 +402,7 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
         while iteration < cfg.iterations:
             t_start = time.perf_counter()
             generator = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + iteration)
-            rollout, obs = collect(policy, stepper, obs, cfg.rollout_steps, instruction, cfg.temperature, generator,
+            rollout, obs = collect(policy, stepper, obs, cfg.rollout_steps, instruction, sampling_temperature(cfg), generator,
                                    stop=lambda: stop["signal"] != 0)
             if rollout is None:
                 break

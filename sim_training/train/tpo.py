@@ -34,6 +34,7 @@ from tqdm import tqdm
 from sim_training.train import TrainError, distributed
 from sim_training.train.state import load_optimizer, read_train_state, save_train_state
 from stare_policy.model import checkpoint
+from stare_policy.model.vla import Temperature, action_temperature
 from stare_policy.policy import VLAPolicy
 from stare_policy.typed_config import apply_overrides, load_yaml, to_dict
 
@@ -54,6 +55,8 @@ class TPOConfig:
     """lambda of StA-TPO's stage-cost penalty q^ = q - lambda * l_k (sign configurable); TPO ignores it."""
     temperature: float = 1.0
     """Temperature at which log pi is taken (that of the rollouts)."""
+    gripper_temperature: float | None = None
+    """The gripper token's (that of the rollouts' `--gripper-temperature`); None: `temperature`."""
     lr: float = 2e-5
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -115,7 +118,7 @@ def load_pairs(paths: list[Path], stage_aware: bool):
     return episodes, pairs, task
 
 
-def step_log_probs(policy: VLAPolicy, episode, steps: np.ndarray, temperature: float, spec) -> torch.Tensor:
+def step_log_probs(policy: VLAPolicy, episode, steps: np.ndarray, temperature: Temperature, spec) -> torch.Tensor:
     """log pi of the episode's recorded actions at `steps` (with gradients when enabled)."""
     from sim_training.envs.observation import fill_absent_goal_inputs
 
@@ -149,6 +152,9 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
         raise TPOError(f"{out} holds a {prior.get('algorithm')} run from {prior.get('start_checkpoint')}; "
                        "pass --overwrite or use another --out")
 
+    if cfg.gripper_temperature is not None and cfg.gripper_temperature < 0:
+        raise TPOError(f"gripper_temperature must be >= 0 or null, got {cfg.gripper_temperature}")
+    temperature = action_temperature(cfg.temperature, cfg.gripper_temperature)
     episodes, pairs, task = load_pairs(args.data, stage_aware)
     from sim_training.tasks import get_task
 
@@ -176,7 +182,7 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
         missing = [int(t) for t in side.steps if (side.episode, int(t)) not in ref_cache]
         if missing:
             with torch.no_grad():
-                values = step_log_probs(reference, episodes[side.episode], np.array(missing), cfg.temperature, spec)
+                values = step_log_probs(reference, episodes[side.episode], np.array(missing), temperature, spec)
             ref_cache.update({(side.episode, t): float(v) for t, v in zip(missing, values)})
         return torch.tensor([ref_cache[(side.episode, int(t))] for t in side.steps], device=device)
 
@@ -206,7 +212,7 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
                 picked = side.steps if len(side.steps) <= cfg.steps_per_side else np.sort(
                     rng.choice(side.steps, cfg.steps_per_side, replace=False))
                 sides.append(Side(side.episode, picked, side.cost))
-            q = [log_ratio(step_log_probs(policy, episodes[s.episode], s.steps, cfg.temperature, spec),
+            q = [log_ratio(step_log_probs(policy, episodes[s.episode], s.steps, temperature, spec),
                            reference_log_probs(s)) for s in sides]
             weight = cfg.cost_weight if stage_aware else 0.0
             loss = preference_loss(q[0], q[1], cfg.beta, sides[0].cost, sides[1].cost, weight) / cfg.pairs_per_step

@@ -24,6 +24,28 @@ from stare_policy.model.backbone import Backbone
 from stare_policy.model.config import VLAConfig
 
 
+Temperature = float | tuple[float, ...]
+"""One sampling temperature for every action token, or one per action dimension (D values)."""
+
+
+def per_dimension(temperature: Temperature, action_dim: int) -> tuple[float, ...]:
+    """D temperatures from one or D; negative values are refused."""
+    values = (float(temperature),) * action_dim if isinstance(temperature, (int, float)) else tuple(map(float, temperature))
+    if len(values) != action_dim or any(t < 0 for t in values):
+        raise ValueError(f"temperature must be >= 0 (one value, or one per action dimension: {action_dim}), "
+                         f"got {temperature!r}")
+    return values
+
+
+def action_temperature(temperature: float, gripper_temperature: float | None, action_dim: int = 7) -> Temperature:
+    """`temperature` for the arm tokens and `gripper_temperature` for the last (gripper) token; None: the same.
+    A gripper temperature of 0 samples the arm and takes the gripper greedily: one early sampled "close"
+    ends a pick, so exploring it costs whole episodes (docs/training.md)."""
+    if gripper_temperature is None or gripper_temperature == temperature:
+        return temperature
+    return (temperature,) * (action_dim - 1) + (gripper_temperature,)
+
+
 @dataclass
 class VLAInputs:
     """A batch the model reads; built by `VLAProcessor`."""
@@ -177,24 +199,28 @@ class VLA(nn.Module):
         return self.action_logits(hidden), hidden[:, 0]
 
     def evaluate_actions(
-        self, inputs: VLAInputs, bins: torch.Tensor, temperature: float = 1.0
+        self, inputs: VLAInputs, bins: torch.Tensor, temperature: Temperature = 1.0
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """log pi(a|s) (B,), entropy (B,) and value (B,) of given action bins (B, D)."""
+        """log pi(a|s) (B,), entropy (B,) and value (B,) of given action bins (B, D) at the temperature(s) they
+        were sampled at. Dimensions at temperature 0 were taken greedily, so they add nothing to either."""
+        temps = torch.tensor(per_dimension(temperature, bins.shape[1]), device=bins.device)
         logits, before_first = self.forward(inputs, bins)
-        logp = F.log_softmax(logits / max(temperature, 1e-6), dim=-1)
-        log_prob = logp.gather(-1, bins.unsqueeze(-1)).squeeze(-1).sum(-1)
-        entropy = -(logp.exp() * logp).sum(-1).mean(-1)
+        logp = F.log_softmax(logits / temps.clamp_min(1e-6)[:, None], dim=-1)
+        sampled = (temps > 0).to(logp.dtype)
+        log_prob = (logp.gather(-1, bins.unsqueeze(-1)).squeeze(-1) * sampled).sum(-1)
+        entropy = (-(logp.exp() * logp).sum(-1) * sampled).sum(-1) / sampled.sum().clamp_min(1.0)
         return log_prob, entropy, self.value(before_first)
 
     # -- acting -----------------------------------------------------------------------------------------------
     @torch.no_grad()
     def sample(
-        self, inputs: VLAInputs, temperature: float = 0.0, generator: torch.Generator | None = None
+        self, inputs: VLAInputs, temperature: Temperature = 0.0, generator: torch.Generator | None = None
     ) -> ActionSample:
-        """Decode D action tokens with a KV cache; greedy when temperature == 0.
+        """Decode D action tokens with a KV cache; greedy where the temperature is 0.
 
-        The log-probability is taken under the sampling distribution (softmax of logits / temperature),
-        or under temperature 1 for greedy decoding.
+        The log-probability is taken under the sampling distribution (softmax of logits / temperature) of
+        the sampled dimensions (greedy ones beside them add nothing, as in `evaluate_actions`), or under
+        temperature 1 when every dimension is greedy.
         """
         padded = not bool(inputs.prompt_mask.all())
         return self.decode(inputs, DynamicCache(config=self.language_model.config), padded, temperature, generator)
@@ -204,7 +230,7 @@ class VLA(nn.Module):
         inputs: VLAInputs,
         cache,
         padded: bool,
-        temperature: float = 0.0,
+        temperature: Temperature = 0.0,
         generator: torch.Generator | None = None,
     ) -> ActionSample:
         """`sample` with a given (empty) KV cache; `padded` says whether any prompt is padded (a Python bool,
@@ -214,14 +240,17 @@ class VLA(nn.Module):
         value = self.value(hidden)
         position = positions[:, -1:]
         bins, log_prob = [], torch.zeros(len(hidden), device=hidden.device)
-        for dim in range(self.config.action_dim):
+        temps = per_dimension(temperature, self.config.action_dim)
+        all_greedy = not any(temps)
+        for dim, t in enumerate(temps):
             logits = self.action_logits(hidden)
-            logp = F.log_softmax(logits / temperature if temperature > 0 else logits, dim=-1)
-            if temperature > 0:
+            logp = F.log_softmax(logits / t if t > 0 else logits, dim=-1)
+            if t > 0:
                 choice = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
             else:
                 choice = logits.argmax(-1)
-            log_prob = log_prob + logp.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
+            if t > 0 or all_greedy:
+                log_prob = log_prob + logp.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
             bins.append(choice)
             if dim + 1 == self.config.action_dim:
                 break

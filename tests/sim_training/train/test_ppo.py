@@ -125,6 +125,8 @@ def test_short_run_writes_a_loadable_checkpoint_and_its_progress(tiny_checkpoint
     out = tmp_path / "run"
     args = [algorithm, "--checkpoint", str(tiny_checkpoint), "--task", "PickCube-v1", "--out", str(out), "--quiet",
             "iterations=2", *SMALL]
+    if algorithm == "sta-ppo":  # and a greedy gripper token beside the sampled arm (log pi over the arm only)
+        args.append("gripper_temperature=0")
     assert train_main(args) == 0
     rows = _progress(out)
     assert [(r["iteration"], r["env_steps"]) for r in rows] == [(1, 12), (2, 24)]
@@ -137,6 +139,7 @@ def test_short_run_writes_a_loadable_checkpoint_and_its_progress(tiny_checkpoint
     assert all(s == 0.0 for s in shaping) if algorithm == "ppo" else any(s != 0.0 for s in shaping)
     state = _state(out)
     assert state["algorithm"] == algorithm and state["iteration"] == 2 and state["next_seed"] > 100_000
+    assert state["config"]["gripper_temperature"] == (0.0 if algorithm == "sta-ppo" else None)
     assert list((tmp_path / "run.logs").glob("events.out.tfevents.*")), "no TensorBoard log"
     policy = VLAPolicy.load(out)  # the value head is in the checkpoint and was trained
     before, after = load_file(str(tiny_checkpoint / "model.safetensors")), load_file(str(out / "model.safetensors"))

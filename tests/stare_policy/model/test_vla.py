@@ -1,9 +1,11 @@
 """The VLA's decoding and learning quantities agree with each other and with their definitions."""
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
+from stare_policy.model.vla import action_temperature
 from stare_policy.policy import VLAPolicy
 
 
@@ -61,6 +63,26 @@ def test_temperature_sampling_is_seeded_and_greedy_is_deterministic(tiny_policy,
     step = policy.step(image, INSTRUCTIONS[0], proprio, temperature=1.0, generator=torch.Generator().manual_seed(2))
     log_prob, _, _ = policy.evaluate(policy.inputs(image, INSTRUCTIONS[0], proprio), step.bins)
     torch.testing.assert_close(log_prob, step.log_prob, atol=1e-4, rtol=1e-4)
+
+
+def test_a_greedy_gripper_beside_sampled_arm_tokens_is_outside_log_pi(tiny_policy, observation):
+    model, processor = tiny_policy
+    images, _, proprio = _batch(observation, 16)
+    inputs = processor(images, [INSTRUCTIONS[0]] * 16, proprio)
+    temps = action_temperature(5.0, 0.0)
+    assert temps == (5.0,) * 6 + (0.0,) and action_temperature(1.0, None) == 1.0
+    sample = model.sample(inputs, temps, torch.Generator().manual_seed(3))
+    assert len(torch.unique(sample.bins[:, :6], dim=0)) > 1, "the arm tokens are sampled"
+    logits, _ = model(inputs, sample.bins)
+    assert torch.equal(sample.bins[:, 6], logits[:, 6].argmax(-1)), "the gripper token is the greedy one"
+    # PPO's ratio needs the same log pi from evaluation as from sampling: the arm dims at their temperature
+    log_prob, entropy, _ = model.evaluate_actions(inputs, sample.bins, temps)
+    torch.testing.assert_close(log_prob, sample.log_prob, atol=1e-4, rtol=1e-4)
+    logp = F.log_softmax(logits[:, :6] / 5.0, -1)
+    torch.testing.assert_close(log_prob, logp.gather(-1, sample.bins[:, :6, None]).squeeze(-1).sum(-1))
+    torch.testing.assert_close(entropy, -(logp.exp() * logp).sum(-1).mean(-1))
+    with pytest.raises(ValueError, match="one per action dimension: 7"):
+        model.sample(inputs, (1.0, 1.0))
 
 
 def test_gradients_reach_every_trained_part(tiny_policy, observation):
