@@ -13,6 +13,7 @@ The end: `<out>/summary.md` (the results table), `summary.json`, and learning cu
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import sys
@@ -53,7 +54,7 @@ def with_sections(cfg, overrides: list[str]):
     the phase's own config class checks later), creating nested mappings as needed."""
     import yaml
 
-    sections = {name: json.loads(json.dumps(getattr(cfg, name))) for name in SECTIONS}
+    sections = {name: copy.deepcopy(getattr(cfg, name)) for name in SECTIONS}
     for item in overrides:
         name = _section(item)
         if name is None:

@@ -40,6 +40,13 @@ def chain_name(chain: tuple[str, ...]) -> str:
     return "+".join(("sft", *chain))
 
 
+def lineage(chain: tuple[str, ...]) -> list[str]:
+    """The phases a chain's checkpoint is made by, in order, itself last: SFT, the rollouts when it starts
+    with a preference phase, then each training phase of the chain."""
+    rollouts = ["rollouts"] if chain and chain[0] in PREFERENCE else []
+    return ["sft", *rollouts, *(chain_name(chain[:i]) for i in range(1, len(chain) + 1))]
+
+
 def phase_chains(methods: tuple[str, ...] | list[str]) -> list[tuple[str, ...]]:
     """Every distinct chain (prefixes included) the methods need, parents before children."""
     unknown = [m for m in methods if m not in METHODS]

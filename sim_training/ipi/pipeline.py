@@ -24,7 +24,7 @@ from typing import Callable
 import yaml
 
 from sim_training.ipi.config import IPIConfig
-from sim_training.ipi.methods import INTERACTION, METHODS, PREFERENCE, chain_name, phase_chains
+from sim_training.ipi.methods import INTERACTION, PREFERENCE, chain_name, lineage, phase_chains
 from stare_policy.typed_config import ConfigError, to_dict
 
 STATE_FILE = "ipi.json"
@@ -171,11 +171,13 @@ class Pipeline:
         return 0
 
     def _blocked_by(self, phase: Phase) -> str | None:
-        """The failed phase this one needs, if any."""
-        needs = ["sft"]
-        if phase.kind in PREFERENCE:
-            needs.append("rollouts")
-        needs += [chain_name(phase.chain[:i]) for i in range(1, len(phase.chain) + (phase.kind == "eval"))]
+        """The failed phase this one needs, if any (never itself: a failed phase is retried on a rerun)."""
+        if phase.kind == "eval":
+            needs = lineage(phase.chain)
+        elif phase.kind == "rollouts":
+            needs = ["sft"]
+        else:
+            needs = lineage(phase.chain)[:-1]
         return next((n for n in needs if self.record(n)["status"] == "failed"), None)
 
     def run(self) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sim_training.ipi.methods import INTERACTION, METHODS, PREFERENCE, chain_name, label
+from sim_training.ipi.methods import INTERACTION, METHODS, PREFERENCE, label, lineage
 from sim_training.ipi.pipeline import Pipeline
 
 
@@ -21,8 +21,7 @@ def method_rows(pipe: Pipeline) -> dict[str, dict]:
     rows = {}
     for method in (m for m in METHODS if m in pipe.methods):
         chain = METHODS[method]
-        phases = ["sft", *(["rollouts"] if chain and chain[0] in PREFERENCE else []),
-                  *(chain_name(chain[:i]) for i in range(1, len(chain) + 1))]
+        phases = lineage(chain)
         records = [pipe.state["phases"].get(p, {}) for p in phases]
         row = {"label": label(method), "checkpoint": str(pipe.checkpoint(chain)),
                "env_steps": sum(r.get("env_steps", 0) for r in records),
@@ -54,12 +53,14 @@ def markdown(pipe: Pipeline, rows: dict[str, dict]) -> str:
             cells = [f"{row['success_rate']:.0%}", f"{lo:.0%}-{hi:.0%}"]
         else:
             cells = [row["status"], ""]
-        lines.append(f"| {row['label']} | {' | '.join(cells)} | {row['env_steps']:,} | {row['train_seconds'] / 60:.1f} min |")
+        minutes = row["train_seconds"] / 60
+        lines.append(f"| {row['label']} | {' | '.join(cells)} | {row['env_steps']:,} | {minutes:.1f} min |")
     lines += ["", "| phase | status | wall-clock | env steps |", "| --- | --- | --- | --- |"]
     for phase in pipe.phases:
         rec = pipe.state["phases"].get(phase.name, {})
         status = "given" if "given" in rec else rec.get("status", "pending")
-        lines.append(f"| {phase.name} | {status} | {rec.get('seconds', 0.0) / 60:.1f} min | {rec.get('env_steps', 0):,} |")
+        minutes = rec.get("seconds", 0.0) / 60
+        lines.append(f"| {phase.name} | {status} | {minutes:.1f} min | {rec.get('env_steps', 0):,} |")
     return "\n".join(lines) + "\n"
 
 

@@ -8,7 +8,7 @@ from sim_training.ipi.cli import main as ipi_main
 from sim_training.ipi.config import IPIConfig
 from stare_policy.typed_config import to_dict
 from sim_training.ipi.methods import METHODS, label, phase_chains
-from sim_training.ipi.pipeline import plan
+from sim_training.ipi.pipeline import Pipeline, plan
 
 CKPT = "<a checkpoint directory>"
 
@@ -62,3 +62,16 @@ def test_a_resumed_run_must_keep_its_config(tmp_path, capsys):
     common = ["--out", str(out), "--task", "PickCube-v1", "--sft-checkpoint", str(tmp_path)]
     assert ipi_main([*common, "tpo.steps=6"]) == 1
     assert "another config (changed: tpo.steps)" in capsys.readouterr().err
+
+
+def test_a_failed_phase_is_retried_on_a_rerun_and_blocks_only_what_needs_it(tmp_path):
+    cfg = IPIConfig(task="PickCube-v1", demos=("d",))
+    pipe = Pipeline(cfg, tmp_path / "run", list(METHODS))
+    pipe.record("sft+tpo")["status"] = "failed"  # e.g. the rollouts gave TPO no pairs
+    blocked = {p.name: pipe._blocked_by(p) for p in pipe.phases}
+    assert blocked["sft+tpo"] is None, "a failed phase is tried again"
+    assert blocked["eval:sft+tpo"] == blocked["sft+tpo+ppo"] == "sft+tpo"
+    assert blocked["sft+sta-tpo"] is None and blocked["sft+ppo"] is None
+    pipe.record("sft")["status"] = "failed"
+    blocked = {p.name: pipe._blocked_by(p) for p in pipe.phases}
+    assert blocked["sft"] is None and blocked["rollouts"] == blocked["eval:sft"] == "sft"
