@@ -42,6 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def camera_trained_for(trained_tasks: list[dict], env_id: str):
+    """The camera a checkpoint saw `env_id` through (None if it was not trained for it)."""
+    from sim_training.tasks import CameraSpec
+
+    for task in trained_tasks:
+        if task.get("env_id") == env_id:
+            return CameraSpec.from_dict(task["camera"])
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -78,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         trained_for = {t.get("env_id") for t in policy.tasks}
         summaries = []
         for task in args.task:
+            trained_camera = camera_trained_for(policy.tasks, task)
+            if trained_camera is not None and trained_camera != TASKS[task].camera:
+                raise PolicyInputError(
+                    f"{args.checkpoint} was trained on {task} seen through {trained_camera}, but the task's camera "
+                    f"is now {TASKS[task].camera}; its success here would not measure the policy")
             if task not in trained_for:
                 print(f"stare-eval: note: {args.checkpoint} was trained for {sorted(trained_for)}, not {task}",
                       file=sys.stderr)

@@ -3,7 +3,7 @@
 Where `stare_policy.stages` has a stage spec for the task, evaluation envs are built by
 `make_shaped_vector_env`, whose online privileged separator reports each step's stage in `info["stage"]`
 (the shaped reward itself is ignored here). Stage k counts as completed by an episode that went on to
-enter stage k+1; the last stage is completed by succeeding. Tasks without a stage spec report {}.
+enter stage k+1, and every stage by an episode that succeeded. Tasks without a stage spec report {}.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def stage_completion(names: Sequence[str] | None, records: Sequence[EpisodeRecor
         return {}
     out = {}
     for k, name in enumerate(names):
-        last = k == len(names) - 1
-        done = [rec.success if last else (rec.furthest_stage or 0) > k for rec in records]
+        # A success completes every stage: an episode ends on its first successful step, which may come
+        # before the separator has seen the later stages begin (a push that succeeds while still in Reach).
+        done = [rec.success or (rec.furthest_stage or 0) > k for rec in records]
         out[name] = sum(done) / len(records)
     return out

@@ -26,6 +26,15 @@ class CameraSpec:
     fov: float | None = None
     """Vertical field of view (rad); None keeps the env's."""
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CameraSpec":
+        """From JSON (a dataset's or checkpoint's record), where tuples come back as lists."""
+        data = dict(data)
+        for key in ("eye", "target"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
     def sensor_config(self) -> dict[str, Any]:
         """The ManiSkill3 `sensor_configs` entry that realises this camera."""
         config: dict[str, Any] = dict(width=self.width, height=self.height)
@@ -97,11 +106,7 @@ class TaskSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TaskSpec":
         data = dict(data)
-        camera = dict(data["camera"])
-        for key in ("eye", "target"):
-            if camera.get(key) is not None:
-                camera[key] = tuple(camera[key])
-        data["camera"] = CameraSpec(**camera)
+        data["camera"] = CameraSpec.from_dict(data["camera"])
         for key in ("instructions", "success_flags", "tracked_actors", "revealed_actors", "required_assets",
                     "goal_inputs"):
             data[key] = tuple(data.get(key, ()))

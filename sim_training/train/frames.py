@@ -15,7 +15,7 @@ import numpy as np
 
 from sim_training.data import Dataset, DatasetError, action_statistics
 from sim_training.envs.observation import ROBOT_STATE_KEYS
-from sim_training.tasks import TaskSpec
+from sim_training.tasks import TASKS, TaskSpec
 from stare_policy.model.config import VLAConfig
 
 
@@ -93,6 +93,16 @@ def with_goal_inputs(model: VLAConfig, paths: Sequence[str | Path]) -> VLAConfig
     return dataclasses.replace(model, proprio_keys=tuple(keys), proprio_dims=tuple(dims))
 
 
+def check_camera(dataset: Dataset, path: str | Path) -> None:
+    """Refuse data seen through another camera than the task's (TaskSpec.camera, what evaluation and
+    deployment show the policy): a model trained on it would be evaluated on a view it never saw."""
+    current = TASKS.get(dataset.spec.env_id)
+    if current is not None and dataset.spec.camera != current.camera:
+        raise DatasetError(
+            f"{path}: recorded with camera {dataset.spec.camera} but {dataset.spec.env_id} now uses "
+            f"{current.camera}; record the demonstrations again (stare-demos)")
+
+
 def load_frames(paths: Sequence[str | Path], proprio_keys: Sequence[str],
                 proprio_dims: Sequence[int] | None = None) -> Frames:
     """Read datasets into memory; raises DatasetError on mismatched or malformed data.
@@ -106,6 +116,7 @@ def load_frames(paths: Sequence[str | Path], proprio_keys: Sequence[str],
     n_episodes = 0
     for path in paths:
         dataset = Dataset(path)
+        check_camera(dataset, path)
         if dataset.spec not in tasks:
             tasks.append(dataset.spec)
         t = tasks.index(dataset.spec)

@@ -2,6 +2,7 @@
 code path (batched waves) on a CPU-batched env; the Wilson interval."""
 
 import dataclasses
+import shutil
 import json
 
 import imageio.v2 as imageio
@@ -103,3 +104,15 @@ def test_bad_input_is_one_line(tiny_checkpoint, tmp_path, capsys):
     assert eval_main(["--checkpoint", str(tmp_path / "broken"), "--task", "PickCube-v1"]) == 1
     err = capsys.readouterr().err.strip()
     assert "config.json is corrupt" in err and len(err.splitlines()) == 1
+
+
+def test_a_checkpoint_trained_through_another_camera_is_refused(tiny_checkpoint, tmp_path, capsys):
+    moved = tmp_path / "old-camera"
+    shutil.copytree(tiny_checkpoint, moved)
+    config = json.loads((moved / "config.json").read_text())
+    for task in config["tasks"]:
+        task["camera"] = {"name": "base_camera", "width": 128, "height": 128}  # ManiSkill3's default pose
+    (moved / "config.json").write_text(json.dumps(config))
+    assert eval_main(["--checkpoint", str(moved), "--task", "PickCube-v1", "--episodes", "1", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "seen through" in err and "would not measure the policy" in err and len(err.splitlines()) == 1

@@ -3,6 +3,7 @@ torchrun data parallelism, and one-line errors for bad input."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,3 +137,14 @@ def test_bad_data_and_foreign_out_are_one_line(demos, tmp_path, capsys):
     assert train_main(["nonsense"]) == 2
     assert train_main(["sft", "--data", str(demos), "--out", str(tmp_path / "ft"), f"init_from={tmp_path}"]) == 1
     assert "init_from" in capsys.readouterr().err
+
+
+def test_data_seen_through_another_camera_is_refused(demos, tmp_path, capsys):
+    moved = tmp_path / "old-camera"
+    shutil.copytree(demos, moved)
+    index = json.loads((moved / "dataset.json").read_text())
+    index["task"]["camera"] = {"name": "base_camera", "width": 128, "height": 128}  # ManiSkill3's default pose
+    (moved / "dataset.json").write_text(json.dumps(index))
+    assert train_main(["sft", "--data", str(moved), "--out", str(tmp_path / "ckpt")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "recorded with camera" in err and "record the demonstrations again" in err and len(err.splitlines()) == 1
