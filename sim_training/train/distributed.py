@@ -18,6 +18,8 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    device: str = "cpu"
+    """Where collectives' tensors must live: NCCL reduces CUDA tensors only."""
 
     @property
     def main(self) -> bool:
@@ -34,7 +36,7 @@ def setup(device: torch.device) -> Dist:
         return Dist()
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend)
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), str(device))
 
 
 def pick_device(name: str) -> torch.device:
@@ -58,9 +60,78 @@ def wrap(model: torch.nn.Module, d: Dist, device: torch.device) -> torch.nn.Modu
 def all_sum(values: torch.Tensor, d: Dist) -> torch.Tensor:
     """Element-wise sum over ranks (pass sums and counts, then divide, for sample-weighted means)."""
     if d.enabled:
-        values = values.clone()
+        values = values.to(d.device, copy=True)
         dist.all_reduce(values)
+        values = values.cpu()
     return values
+
+
+def all_max(values: torch.Tensor, d: Dist) -> torch.Tensor:
+    """Element-wise maximum over ranks."""
+    if d.enabled:
+        values = values.to(d.device, copy=True)
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+        values = values.cpu()
+    return values
+
+
+def gather_rows(rows: torch.Tensor, d: Dist) -> torch.Tensor:
+    """Every rank's (n_r, k) rows, concatenated in rank order (n_r may differ between ranks)."""
+    if not d.enabled:
+        return rows
+    counts = [torch.zeros(1, dtype=torch.long, device=d.device) for _ in range(d.world)]
+    dist.all_gather(counts, torch.tensor([len(rows)], device=d.device))
+    longest = max(int(c) for c in counts)
+    padded = torch.zeros((longest, *rows.shape[1:]), dtype=rows.dtype, device=d.device)
+    padded[: len(rows)] = rows.to(d.device)
+    parts = [torch.empty_like(padded) for _ in range(d.world)]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[: int(c)] for part, c in zip(parts, counts)]).cpu()
+
+
+def fingerprint(model: torch.nn.Module) -> float:
+    """A float64 sum of every parameter: equal on ranks that hold equal weights."""
+    with torch.no_grad():
+        return float(sum(p.detach().double().sum() for p in model.parameters()))
+
+
+class OutOfSyncError(RuntimeError):
+    """Data-parallel ranks hold different weights: their updates diverged, and a checkpoint of rank 0
+    would not be what the other ranks trained."""
+
+
+def check_in_sync(model: torch.nn.Module, d: Dist, rtol: float = 1e-9) -> list[float]:
+    """Every rank's parameter fingerprint (one entry without torchrun); raises OutOfSyncError if they differ."""
+    mine = fingerprint(model)
+    if not d.enabled:
+        return [mine]
+    values = gather_rows(torch.tensor([[mine]], dtype=torch.float64), d)[:, 0].tolist()
+    if max(values) - min(values) > rtol * max(1.0, max(abs(v) for v in values)):
+        raise OutOfSyncError(f"data-parallel ranks diverged: parameter fingerprints {values}")
+    return values
+
+
+def average_gradients(params: list[torch.nn.Parameter], d: Dist, mean: bool = True) -> None:
+    """Mean (or with `mean=False` the sum) of each gradient over ranks in one flat all-reduce: what DDP
+    does for the modules it wraps, for updates whose forward passes are not one module call (a policy's
+    log-probabilities)."""
+    if not d.enabled:
+        return
+    trained = [p for p in params if p.requires_grad]
+    for p in trained:
+        if p.grad is None:  # unused on this rank this time: every rank must reduce the same tensors
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in trained]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    if mean:
+        flat /= d.world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
 
 
 def barrier(d: Dist) -> None:

@@ -208,23 +208,33 @@ def gae(rewards: np.ndarray, values: np.ndarray, terminated: np.ndarray, truncat
 
 def update(policy: VLAPolicy, optimizer: torch.optim.Optimizer, rollout: Rollout, advantages: np.ndarray,
            returns: np.ndarray, cfg: PPOConfig, instruction: str, rng: np.random.Generator,
-           params: list[torch.nn.Parameter]) -> dict[str, float]:
-    """`epochs` passes of minibatch PPO updates; returns the last epoch's mean losses, KL, clip fraction."""
+           params: list[torch.nn.Parameter], d: distributed.Dist = distributed.Dist()) -> dict[str, float]:
+    """`epochs` passes of minibatch PPO updates; returns the last epoch's mean losses, KL, clip fraction.
+
+    Data-parallel: each rank holds its own envs' samples; advantages are normalised over all ranks' samples,
+    each rank takes minibatch_size / N of them per minibatch, gradients are averaged over ranks, and the
+    early stop on KL uses the mean over ranks, so every rank takes the same steps."""
     device = policy.device
     flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731  (T, N, ...) -> (T * N, ...)
     images, bins, old_logp = flat(rollout.images), flat(rollout.bins), flat(rollout.log_probs).to(device)
     proprio = {k: flat(v) for k, v in rollout.proprio.items()}
     adv = torch.as_tensor(flat(advantages), dtype=torch.float32, device=device)
-    if cfg.norm_advantages and len(adv) > 1:
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    if cfg.norm_advantages:
+        moments = distributed.all_sum(torch.stack([adv.sum(), (adv ** 2).sum(), torch.tensor(float(len(adv)))]).double(), d)
+        count = moments[2].item()
+        if count > 1:
+            mean = moments[0] / count
+            std = ((moments[1] - count * mean ** 2) / (count - 1)).clamp_min(0).sqrt()
+            adv = (adv - mean.float()) / (std.float() + 1e-8)
     ret = torch.as_tensor(flat(returns), dtype=torch.float32, device=device)
     old_values = torch.as_tensor(flat(rollout.values), dtype=torch.float32, device=device)
     total = len(adv)
+    minibatch = max(1, cfg.minibatch_size // d.world)
     for epoch in range(cfg.epochs):
         sums: dict[str, float] = {}
         order = rng.permutation(total)
-        for start in range(0, total, cfg.minibatch_size):
-            mb = order[start : start + cfg.minibatch_size]
+        for start in range(0, total, minibatch):
+            mb = order[start : start + minibatch]
             inputs = policy.inputs(images[mb], instruction, {k: v[mb] for k, v in proprio.items()})
             logp, entropy, value = policy.evaluate(inputs, bins[mb], sampling_temperature(cfg))
             log_ratio = logp - old_logp[mb]
@@ -238,6 +248,7 @@ def update(policy: VLAPolicy, optimizer: torch.optim.Optimizer, rollout: Rollout
             loss = pg_loss - cfg.ent_coef * entropy.mean() + cfg.vf_coef * v_loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(params, d)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
             with torch.no_grad():
@@ -247,8 +258,10 @@ def update(policy: VLAPolicy, optimizer: torch.optim.Optimizer, rollout: Rollout
                          "grad_norm": grad_norm.item()}
             for key, value_ in stats.items():
                 sums[key] = sums.get(key, 0.0) + value_ * len(mb) / total
-        if cfg.target_kl is not None and sums["approx_kl"] > cfg.target_kl:
-            break
+        if cfg.target_kl is not None:
+            kl = distributed.all_sum(torch.tensor([sums["approx_kl"]], dtype=torch.float64), d).item() / d.world
+            if kl > cfg.target_kl:
+                break
     var = np.var(returns)
     sums["explained_variance"] = float(1 - np.var(returns - rollout.values) / var) if var > 0 else float("nan")
     sums["epochs"] = epoch + 1
@@ -323,6 +336,10 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
     except UnknownTaskError as err:
         raise PPOError(str(err)) from None
     device = distributed.pick_device(cfg.device)
+    d = distributed.setup(device)
+    if cfg.num_envs % d.world or cfg.minibatch_size % d.world:
+        raise PPOError(f"num_envs ({cfg.num_envs}) and minibatch_size ({cfg.minibatch_size}) must be divisible by "
+                       f"the {d.world} data-parallel ranks")
     if cfg.sim_backend in GPU_BACKENDS and device.type != "cuda":
         raise PPOError("sim_backend=gpu needs CUDA (and the policy on it); this machine has none: use sim_backend=cpu")
     if cfg.num_threads:
@@ -360,20 +377,26 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
         history = [row for row in _read_progress(out) if row["iteration"] <= iteration]
 
     def save() -> None:
-        with checkpoint.atomic_directory(out) as tmp:
-            checkpoint.save(tmp, model, policy.processor, policy.tasks)
-            save_train_state(tmp, optimizer, {
-                "algorithm": algorithm, "iteration": iteration, "env_steps": env_steps, "next_seed": stepper.next_seed,
-                "config": to_dict(cfg), "start_checkpoint": str(args.checkpoint), "task": spec.env_id,
-                "elapsed_s": elapsed, "sim_steps_per_s": raw_rate,
-            })
-            (tmp / PROGRESS_FILE).write_text("".join(json.dumps(row) + "\n" for row in history))
+        fingerprints = distributed.check_in_sync(model, d)
+        # The next run's first seed: past every rank's, so a resumed run replays no episode.
+        following = int(distributed.all_max(torch.tensor([float(stepper.next_seed)]), d).item())
+        if d.main:
+            with checkpoint.atomic_directory(out) as tmp:
+                checkpoint.save(tmp, model, policy.processor, policy.tasks)
+                save_train_state(tmp, optimizer, {
+                    "algorithm": algorithm, "iteration": iteration, "env_steps": env_steps, "next_seed": following,
+                    "config": to_dict(cfg), "start_checkpoint": str(args.checkpoint), "task": spec.env_id,
+                    "elapsed_s": elapsed, "sim_steps_per_s": raw_rate, "world_size": d.world,
+                    "rank_fingerprints": fingerprints,
+                })
+                (tmp / PROGRESS_FILE).write_text("".join(json.dumps(row) + "\n" for row in history))
+        distributed.barrier(d)
 
     # ---- environments --------------------------------------------------------------------------------------
     from sim_training.envs import MissingAssetsError
 
     try:
-        envs = make_rl_envs(spec, cfg.num_envs, stage_aware=stage_aware, gamma=cfg.gamma, sim_backend=cfg.sim_backend,
+        envs = make_rl_envs(spec, cfg.num_envs // d.world, stage_aware=stage_aware, gamma=cfg.gamma, sim_backend=cfg.sim_backend,
                             max_episode_steps=cfg.max_episode_steps)
     except MissingAssetsError as err:
         raise PPOError(str(err)) from None
@@ -386,24 +409,30 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
         signal.signal(sig, on_signal)
     try:
         raw_rate = sim_rate(envs, cfg.sim_rate_steps)
-        stepper = EnvStepper(envs, spec, first_seed=next_seed, terminate_on_success=cfg.terminate_on_success,
-                             timeout_s=cfg.env_timeout_s)
+        if raw_rate is not None:  # every rank's simulators together
+            raw_rate = distributed.all_sum(torch.tensor([raw_rate], dtype=torch.float64), d).item()
+        stepper = EnvStepper(envs, spec, first_seed=next_seed + d.rank, seed_stride=d.world,
+                             terminate_on_success=cfg.terminate_on_success, timeout_s=cfg.env_timeout_s)
         obs = stepper.reset()
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(logdir))
+        writer = SummaryWriter(str(logdir)) if d.main else None
         n_params = sum(p.numel() for p in policy_params + value_params)
-        print(f"{algorithm}: {spec.env_id}, {cfg.num_envs} {cfg.sim_backend} env(s) x {cfg.rollout_steps} steps per "
-              f"iteration, {n_params / 1e6:.2f} M trainable parameters on {device}, raw simulator "
-              f"{raw_rate or float('nan'):.1f} env steps/s, iteration {iteration}/{cfg.iterations}", flush=True)
-        bar = tqdm(total=cfg.iterations, initial=iteration, disable=args.quiet, unit="it", dynamic_ncols=True)
+        if d.main:
+            print(f"{algorithm}: {spec.env_id}, {cfg.num_envs} {cfg.sim_backend} env(s) x {cfg.rollout_steps} steps per "
+                  f"iteration, {n_params / 1e6:.2f} M trainable parameters on {device} x {d.world} rank(s), raw "
+                  f"simulator {raw_rate or float('nan'):.1f} env steps/s, iteration {iteration}/{cfg.iterations}",
+                  flush=True)
+        bar = tqdm(total=cfg.iterations, initial=iteration, disable=args.quiet or not d.main, unit="it",
+                   dynamic_ncols=True)
 
         # ---- training loop -------------------------------------------------------------------------------------
         while iteration < cfg.iterations:
             t_start = time.perf_counter()
-            generator = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + iteration)
+            generator = torch.Generator(device=device).manual_seed((cfg.seed * 1_000_003 + iteration) * d.world + d.rank)
+            # Alone, a signal stops mid-rollout; data-parallel ranks stop together at the end of an iteration.
             rollout, obs = collect(policy, stepper, obs, cfg.rollout_steps, instruction, sampling_temperature(cfg), generator,
-                                   stop=lambda: stop["signal"] != 0)
+                                   stop=lambda: stop["signal"] != 0 and not d.enabled)
             if rollout is None:
                 break
             t_collect = time.perf_counter() - t_start
@@ -412,14 +441,17 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
             warmup = iteration < cfg.value_warmup_iterations
             for p in policy_params:
                 p.requires_grad_(not warmup)
+            order_seed = [cfg.seed, iteration] if d.rank == 0 else [cfg.seed, iteration, d.rank]
             stats = update(policy, optimizer, rollout, advantages, returns, cfg, instruction,
-                           np.random.default_rng([cfg.seed, iteration]), policy_params + value_params)
+                           np.random.default_rng(order_seed), policy_params + value_params, d)
             iteration += 1
             steps = cfg.rollout_steps * cfg.num_envs
             env_steps += steps
             seconds = time.perf_counter() - t_start
             elapsed += seconds
-            done = rollout.episodes
+            done = [Episode(0, length=int(n), ret=float(r), success=bool(w)) for w, n, r in distributed.gather_rows(
+                torch.tensor([[e.success, e.length, e.ret] for e in rollout.episodes], dtype=torch.float64).reshape(-1, 3),
+                d).tolist()]
             row = {
                 "iteration": iteration, "env_steps": env_steps, "episodes": len(done),
                 "success_rate": float(np.mean([e.success for e in done])) if done else None,
@@ -434,25 +466,30 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
             }
             history.append(row)
             for key, value in row.items():
-                if isinstance(value, (int, float)) and value is not None and key != "iteration":
+                if writer and isinstance(value, (int, float)) and value is not None and key != "iteration":
                     writer.add_scalar(f"ppo/{key}", value, env_steps)
             bar.update(1)
             bar.set_postfix(success=f"{row['success_rate']:.2f}" if done else "-", sps=f"{row['env_steps_per_s']:.1f}",
                             kl=f"{stats['approx_kl']:.4f}")
-            if stop["signal"]:
+            if distributed.all_sum(torch.tensor([float(stop["signal"])]), d).item() > 0:
+                stop["signal"] = stop["signal"] or signal.SIGTERM
                 break  # saved below
             if iteration % cfg.save_every == 0 or iteration == cfg.iterations:
                 save()
         bar.close()
-        writer.close()
+        if writer:
+            writer.close()
     finally:
         envs.close()
     if stop["signal"]:
         save()
-        print(f"{algorithm}: stopped by signal at iteration {iteration}; checkpoint saved to {out} (rerun to resume)",
-              flush=True)
+        if d.main:
+            print(f"{algorithm}: stopped by signal at iteration {iteration}; checkpoint saved to {out} (rerun to "
+                  "resume)", flush=True)
+        distributed.teardown(d)
         return 128 + stop["signal"]
-    if history:
+    distributed.teardown(d)
+    if history and d.main:
         rate = np.mean([r["env_steps_per_s"] for r in history])
         print(f"{algorithm}: done, {iteration} iterations, {env_steps} env steps in {elapsed / 60:.1f} min; training "
               f"{rate:.1f} env steps/s vs raw simulator {raw_rate or float('nan'):.1f}; checkpoint {out}", flush=True)

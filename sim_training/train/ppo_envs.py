@@ -87,11 +87,14 @@ class StepOut:
 
 class EnvStepper:
     def __init__(self, env: gym.vector.VectorEnv, spec: TaskSpec, *, first_seed: int, terminate_on_success: bool = True,
-                 timeout_s: float = 1800.0):
+                 timeout_s: float = 1800.0, seed_stride: int = 1):
+        """Episodes take seeds first_seed, first_seed + seed_stride, ...: data-parallel rank r of N starts at
+        base + r with stride N, so no two ranks play the same episode."""
         self.env, self.spec = env, spec
         self.n = env.num_envs
         self.gpu = not isinstance(env, gym.vector.AsyncVectorEnv)
         self.next_seed = first_seed
+        self.seed_stride = seed_stride
         self.terminate_on_success = terminate_on_success
         self.timeout_s = timeout_s
         self.episodes: list[Episode] = []
@@ -101,7 +104,7 @@ class EnvStepper:
         for i in np.flatnonzero(mask):
             seeds[i] = self.next_seed
             self.episodes[i] = Episode(self.next_seed)
-            self.next_seed += 1
+            self.next_seed += self.seed_stride
         return seeds
 
     def reset(self) -> dict:

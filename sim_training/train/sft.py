@@ -204,13 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     def save(step: int) -> None:
+        fingerprints = distributed.check_in_sync(model, dist)
         if dist.main:
             with checkpoint.atomic_directory(out) as tmp:
                 checkpoint.save(tmp, model, processor, [t.to_dict() for t in frames.tasks])
                 save_train_state(tmp, optimizer, {
                     "algorithm": "sft", "step": step, "config": to_dict(cfg), "data": frames.sources,
                     "elapsed_s": elapsed, "history": history, "trainable_parameters": n_params,
-                    "world_size": dist.world, "train_frames": len(train_rows), "val_frames": len(val_rows),
+                    "world_size": dist.world, "rank_fingerprints": fingerprints, "train_frames": len(train_rows), "val_frames": len(val_rows),
                 })
         distributed.barrier(dist)
 
@@ -262,8 +263,13 @@ def main(argv: list[str] | None = None) -> int:
     window_start, window_samples = time.perf_counter(), 0
     while step < cfg.steps:
         t0 = time.perf_counter()
-        rng = np.random.default_rng([cfg.seed, dist.rank, step])
-        inputs, target = batch(frames, rng.choice(train_rows, local_batch), processor, all_bins, cfg, rng, True)
+        # One global batch drawn alike on every rank, each taking its shard: N ranks see the samples one
+        # process would. Augmentation and paraphrases then draw per rank (rank 0 as a lone process does).
+        rng = np.random.default_rng([cfg.seed, 0, step])
+        rows = rng.choice(train_rows, cfg.batch_size)[dist.rank * local_batch : (dist.rank + 1) * local_batch]
+        if dist.rank:
+            rng = np.random.default_rng([cfg.seed, dist.rank, step])
+        inputs, target = batch(frames, rows, processor, all_bins, cfg, rng, True)
         target = target.to(device)
         logits, _ = ddp_model(inputs.to(device), target)
         soft = soft_targets(target, cfg.model.n_bins, cfg.label_sigma)

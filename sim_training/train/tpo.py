@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
     if bad or cfg.beta <= 0 or cfg.temperature <= 0:
         raise TPOError(f"{', '.join(bad) or 'beta/temperature'} must be positive")
     device = distributed.pick_device(cfg.device)
+    d = distributed.setup(device)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     out = args.out
@@ -187,31 +188,38 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
         return torch.tensor([ref_cache[(side.episode, int(t))] for t in side.steps], device=device)
 
     def save() -> None:
-        with checkpoint.atomic_directory(out) as tmp:
-            checkpoint.save(tmp, policy.model, policy.processor, policy.tasks)
-            save_train_state(tmp, optimizer, {"algorithm": algorithm, "step": step, "config": to_dict(cfg),
-                                              "start_checkpoint": str(args.checkpoint), "task": task,
-                                              "data": [str(p) for p in args.data], "pairs": len(pairs)})
-            (tmp / PROGRESS_FILE).write_text("".join(json.dumps(row) + "\n" for row in history))
+        fingerprints = distributed.check_in_sync(policy.model, d)
+        if d.main:
+            with checkpoint.atomic_directory(out) as tmp:
+                checkpoint.save(tmp, policy.model, policy.processor, policy.tasks)
+                save_train_state(tmp, optimizer, {"algorithm": algorithm, "step": step, "config": to_dict(cfg),
+                                                  "start_checkpoint": str(args.checkpoint), "task": task,
+                                                  "data": [str(p) for p in args.data], "pairs": len(pairs),
+                                                  "world_size": d.world, "rank_fingerprints": fingerprints})
+                (tmp / PROGRESS_FILE).write_text("".join(json.dumps(row) + "\n" for row in history))
+        distributed.barrier(d)
 
     stop = {"signal": 0}
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _: stop.update(signal=signum))
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(out.with_name(out.name + ".logs")))
-    print(f"{algorithm}: {task}, {len(episodes)} rollouts, {len(pairs)} pairs, step {step}/{cfg.steps}", flush=True)
-    bar = tqdm(total=cfg.steps, initial=step, disable=args.quiet, unit="step", dynamic_ncols=True)
-    while step < cfg.steps and not stop["signal"]:
+    writer = SummaryWriter(str(out.with_name(out.name + ".logs"))) if d.main else None
+    if d.main:
+        print(f"{algorithm}: {task}, {len(episodes)} rollouts, {len(pairs)} pairs, step {step}/{cfg.steps}, "
+              f"{d.world} rank(s)", flush=True)
+    bar = tqdm(total=cfg.steps, initial=step, disable=args.quiet or not d.main, unit="step", dynamic_ncols=True)
+    while step < cfg.steps:
+        # Every rank draws the step's pairs and their step subsets alike and takes every N-th pair; the loss of
+        # each is divided by the global pairs_per_step, so the summed gradient is what one process computes.
         rng = np.random.default_rng([cfg.seed, step])
+        drawn = []
+        for index in rng.choice(len(pairs), size=cfg.pairs_per_step, replace=len(pairs) < cfg.pairs_per_step):
+            drawn.append([Side(side.episode, side.steps if len(side.steps) <= cfg.steps_per_side else np.sort(
+                rng.choice(side.steps, cfg.steps_per_side, replace=False)), side.cost) for side in pairs[index]])
         optimizer.zero_grad()
         losses, margins = [], []
-        for index in rng.choice(len(pairs), size=cfg.pairs_per_step, replace=len(pairs) < cfg.pairs_per_step):
-            sides = []
-            for side in pairs[index]:
-                picked = side.steps if len(side.steps) <= cfg.steps_per_side else np.sort(
-                    rng.choice(side.steps, cfg.steps_per_side, replace=False))
-                sides.append(Side(side.episode, picked, side.cost))
+        for sides in drawn[d.rank :: d.world]:
             q = [log_ratio(step_log_probs(policy, episodes[s.episode], s.steps, temperature, spec),
                            reference_log_probs(s)) for s in sides]
             weight = cfg.cost_weight if stage_aware else 0.0
@@ -219,25 +227,38 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
             loss.backward()
             losses.append(loss.item() * cfg.pairs_per_step)
             margins.append((q[0] - q[1]).item())
+        distributed.average_gradients(params, d, mean=False)  # each rank's loss carries 1 / pairs_per_step
         torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         optimizer.step()
         step += 1
-        row = {"step": step, "loss": float(np.mean(losses)), "margin": float(np.mean(margins)),
-               "accuracy": float(np.mean([m > 0 for m in margins]))}
+        sums = distributed.all_sum(torch.tensor([sum(losses), sum(margins), sum(m > 0 for m in margins), len(margins),
+                                                 float(stop["signal"])], dtype=torch.float64), d).tolist()
+        row = {"step": step, "loss": sums[0] / sums[3], "margin": sums[1] / sums[3], "accuracy": sums[2] / sums[3],
+               "pairs": int(sums[3])}
         history.append(row)
         for key in ("loss", "margin", "accuracy"):
-            writer.add_scalar(f"{algorithm}/{key}", row[key], step)
+            if writer:
+                writer.add_scalar(f"{algorithm}/{key}", row[key], step)
         bar.update(1)
         bar.set_postfix(loss=f"{row['loss']:.4f}", margin=f"{row['margin']:+.4f}")
+        if sums[4] > 0:
+            stop["signal"] = stop["signal"] or signal.SIGTERM
+            break
         if step % cfg.save_every == 0 or step == cfg.steps:
             save()
     bar.close()
-    writer.close()
+    if writer:
+        writer.close()
     if stop["signal"]:
         save()
-        print(f"{algorithm}: stopped by signal at step {step}; checkpoint saved to {out} (rerun to resume)", flush=True)
+        if d.main:
+            print(f"{algorithm}: stopped by signal at step {step}; checkpoint saved to {out} (rerun to resume)",
+                  flush=True)
+        distributed.teardown(d)
         return 128 + stop["signal"]
-    print(f"{algorithm}: done, {step} steps over {len(pairs)} pairs; checkpoint {out}", flush=True)
+    if d.main:
+        print(f"{algorithm}: done, {step} steps over {len(pairs)} pairs; checkpoint {out}", flush=True)
+    distributed.teardown(d)
     return 0
 
 

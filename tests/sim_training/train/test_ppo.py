@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 from tiny_checkpoint import tiny_checkpoint  # noqa: F401  (a fixture)
 
+from data_parallel import torchrun
 from sim_training.tasks import get_task
 from sim_training.train.cli import main as train_main
 from sim_training.train.ppo import collect, gae
@@ -204,3 +205,18 @@ def test_bad_task_checkpoint_and_foreign_out_are_one_line(tmp_path, capsys):
         assert train_main(["ppo", "--checkpoint", ckpt, "--task", "PickCube-v1", "--out", str(tmp_path / "c"),
                            "sim_backend=gpu"]) == 1
         assert "needs CUDA" in capsys.readouterr().err
+
+
+def test_two_ranks_split_the_envs_and_stay_in_sync(tiny_checkpoint, tmp_path):
+    out = tmp_path / "run"
+    run = torchrun(["sta-ppo", "--checkpoint", str(tiny_checkpoint), "--task", "PickCube-v1", "--out", str(out),
+                    "--quiet", "iterations=2", *SMALL, "sim_rate_steps=0"])  # num_envs=2: one env per rank
+    assert run.returncode == 0, run.stderr[-3000:]
+    state = _state(out)
+    assert state["world_size"] == 2 and len(set(state["rank_fingerprints"])) == 1  # identical weights on both ranks
+    rows = _progress(out)
+    assert [(r["iteration"], r["env_steps"]) for r in rows] == [(1, 12), (2, 24)]
+    # episodes of 4 steps, 6 steps per env and iteration: each rank finishes at least one per iteration
+    assert all(r["episodes"] >= 2 for r in rows)
+    assert state["next_seed"] >= 100_000 + 4
+    VLAPolicy.load(out)

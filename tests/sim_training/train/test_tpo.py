@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from data_parallel import torchrun, trainer_state, weight_gap
 from sim_training.preference.cli import main as rollouts_main
 from sim_training.train.cli import main as train_main
 from tiny_checkpoint import tiny_checkpoint  # noqa: F401  (a fixture)
@@ -57,3 +58,20 @@ def test_rollouts_without_pairs_are_refused(data, tiny_checkpoint, tmp_path, cap
     assert train_main(["tpo", "--checkpoint", str(tiny_checkpoint), "--data", str(rollouts), "--out",
                        str(tmp_path / "x"), "--quiet"]) == 1
     assert "no success/failure pairs" in capsys.readouterr().err
+
+
+def test_two_ranks_train_as_one_process(data, tiny_checkpoint, tmp_path):
+    # The step's pairs are drawn alike on both ranks and split between them; gradients are summed.
+    common = ["--checkpoint", str(tiny_checkpoint), "--data", *map(str, data), "--quiet", "steps=2", "pairs_per_step=4",
+              "steps_per_side=4", "lr=1e-3", "num_threads=1"]
+    alone, pair = tmp_path / "alone", tmp_path / "pair"
+    assert train_main(["sta-tpo", "--out", str(alone), *common, "cost_weight=1.0"]) == 0
+    run = torchrun(["sta-tpo", "--out", str(pair), *common, "cost_weight=1.0"])
+    assert run.returncode == 0, run.stderr[-3000:]
+    state = trainer_state(pair)
+    assert state["world_size"] == 2 and len(set(state["rank_fingerprints"])) == 1  # ranks in sync
+    _, gap = weight_gap(alone, pair)
+    _, moved = weight_gap(alone, tiny_checkpoint)
+    assert moved > 1e-2 and gap < moved / 100, (gap, moved)
+    assert [(r["pairs"], round(r["loss"], 4)) for r in _progress(pair)] == [
+        (4, round(r["loss"], 4)) for r in _progress(alone)]
