@@ -42,7 +42,7 @@ echo "[setup] 2/6 ManiSkill3 3.0.1, then numpy<2 and opencv<4.12 (the motion pla
 echo "[setup] 3/6 ROS 2 Jazzy wheels, rosbags and the stare_interfaces package"
 bash scripts/setup/ros.sh "$venv"
 echo "[setup] 4/6 learning and test libraries"
-"${pip[@]}" "${constraints[@]}" transformers peft safetensors tokenizers tensorboard tqdm pyyaml \
+"${pip[@]}" "${constraints[@]}" transformers peft safetensors tokenizers tensorboard tqdm pyyaml pyarrow \
   pytest pytest-timeout hypothesis
 echo "[setup] 5/6 the stare package (editable: stare_policy, sim_training and console scripts)"
 # setuptools' editable build is chatty about deprecations: keep its output for failures only.
