@@ -1,7 +1,10 @@
 """Which rollouts are compared: trajectory pairs for TPO and stage pairs for StA-TPO.
 
-Both pair only rollouts that started from the same initial state (GRAPE does): whatever else differs
-between two rollouts, the policy's choices made it. The inputs are labelled rollouts, whatever labelled
+In simulation both pair only rollouts that started from the same initial state (GRAPE does): whatever
+else differs between two rollouts, the policy's choices made it. Robot episodes never share a start, so
+`PairingRule(group_by="instruction")` pairs episodes given the same instruction (one task per call),
+optionally only those whose initial configurations (tool position, and object positions where recorded)
+lie within `max_initial_distance_m` of each other. The inputs are labelled rollouts, whatever labelled
 them (the privileged separator in simulation, the proprioceptive one on robot bags), so the same code
 builds pairs for simulated rollouts and for recorded episodes.
 
@@ -29,6 +32,32 @@ class LabelledRollout:
     segmentation: Segmentation
     summary: EpisodeSummary
     success: bool
+    instruction: str = ""
+    initial: np.ndarray | None = None
+    """Initial configuration for the similarity restriction: positions (m), e.g. the tool's, then objects'."""
+
+
+@dataclass(frozen=True)
+class PairingRule:
+    group_by: str = "start"
+    """'start': only rollouts from one initial state compete (simulation); 'instruction': episodes given the
+    same instruction (robot bags, where no two episodes share a start)."""
+    max_initial_distance_m: float | None = None
+    """With 'instruction': pair only episodes whose `initial` vectors lie within this Euclidean distance
+    (None: any two). Ignored for 'start'."""
+
+    def __post_init__(self):
+        if self.group_by not in ("start", "instruction"):
+            raise ValueError(f"group_by must be 'start' or 'instruction', got {self.group_by!r}")
+        if self.max_initial_distance_m is not None and self.max_initial_distance_m < 0:
+            raise ValueError("max_initial_distance_m must be >= 0 (or None)")
+
+    def comparable(self, a: LabelledRollout, b: LabelledRollout) -> bool:
+        if self.group_by == "start" or self.max_initial_distance_m is None:
+            return True
+        if a.initial is None or b.initial is None or a.initial.shape != b.initial.shape:
+            return False
+        return float(np.linalg.norm(a.initial - b.initial)) <= self.max_initial_distance_m
 
 
 @dataclass(frozen=True)
@@ -50,20 +79,20 @@ class StagePair:
     loser_cost: float
 
 
-def _groups(rollouts: Sequence[LabelledRollout]) -> dict[Hashable, list[int]]:
+def _groups(rollouts: Sequence[LabelledRollout], rule: PairingRule) -> dict[Hashable, list[int]]:
     groups: dict[Hashable, list[int]] = {}
     for i, rollout in enumerate(rollouts):
-        groups.setdefault(rollout.start, []).append(i)
+        groups.setdefault(rollout.start if rule.group_by == "start" else rollout.instruction, []).append(i)
     return groups
 
 
-def trajectory_pairs(rollouts: Sequence[LabelledRollout]) -> list[TrajectoryPair]:
-    """Every (success, failure) pair of rollouts from one initial state."""
+def trajectory_pairs(rollouts: Sequence[LabelledRollout], rule: PairingRule = PairingRule()) -> list[TrajectoryPair]:
+    """Every comparable (success, failure) pair of rollouts in one group."""
     pairs = []
-    for members in _groups(rollouts).values():
+    for members in _groups(rollouts, rule).values():
         wins = [i for i in members if rollouts[i].success]
         losses = [i for i in members if not rollouts[i].success]
-        pairs += [TrajectoryPair(w, l) for w in wins for l in losses]
+        pairs += [TrajectoryPair(w, l) for w in wins for l in losses if rule.comparable(rollouts[w], rollouts[l])]
     return pairs
 
 
@@ -71,17 +100,20 @@ def _completed(rollout: LabelledRollout, k: int) -> bool:
     return k < 0 or rollout.summary.stages[k].completed
 
 
-def stage_pairs(rollouts: Sequence[LabelledRollout], stages: Sequence[int] | None = None) -> list[StagePair]:
+def stage_pairs(rollouts: Sequence[LabelledRollout], stages: Sequence[int] | None = None,
+                rule: PairingRule = PairingRule()) -> list[StagePair]:
     """Stage-level pairs for the given stage indices (default: all), by the rules of the module docstring."""
     if not rollouts:
         return []
     n_stages = len(rollouts[0].summary.stages)
     pairs = []
-    for members in _groups(rollouts).values():
+    for members in _groups(rollouts, rule).values():
         for k in range(n_stages) if stages is None else stages:
             eligible = [i for i in members if _completed(rollouts[i], k - 1)
                         and np.any(rollouts[i].segmentation.labels == k)]
             for a, b in combinations(eligible, 2):
+                if not rule.comparable(rollouts[a], rollouts[b]):
+                    continue
                 sa, sb = rollouts[a].summary.stages[k], rollouts[b].summary.stages[k]
                 if sa.cost != sb.cost:
                     winner, loser = (a, b) if sa.cost < sb.cost else (b, a)

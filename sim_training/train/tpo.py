@@ -132,39 +132,52 @@ def step_log_probs(policy: VLAPolicy, episode, steps: np.ndarray, temperature: T
 
 
 def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
+    algorithm = "sta-tpo" if stage_aware else "tpo"
+    args = build_parser(algorithm).parse_args(argv)
+    cfg = check_config(apply_overrides(load_yaml(args.config, TPOConfig) if args.config else TPOConfig(), args.overrides))
+    episodes, pairs, task = load_pairs(args.data, stage_aware)
+    if not pairs:
+        raise TPOError(f"the rollouts give no {'stage' if stage_aware else 'success/failure'} pairs from a shared "
+                       "initial state (more rollouts per state, or a higher temperature)")
+    return train_on_pairs(cfg, start=args.checkpoint, out=args.out, episodes=episodes, pairs=pairs, task=task,
+                          stage_aware=stage_aware, record={"data": [str(p) for p in args.data]},
+                          overwrite=args.overwrite, quiet=args.quiet)
+
+
+def check_config(cfg: TPOConfig) -> TPOConfig:
+    bad = [k for k in ("steps", "pairs_per_step", "steps_per_side", "save_every", "lr") if getattr(cfg, k) <= 0]
+    if bad or cfg.beta <= 0 or cfg.temperature <= 0:
+        raise TPOError(f"{', '.join(bad) or 'beta/temperature'} must be positive")
+    if cfg.gripper_temperature is not None and cfg.gripper_temperature < 0:
+        raise TPOError(f"gripper_temperature must be >= 0 or null, got {cfg.gripper_temperature}")
+    return cfg
+
+
+def train_on_pairs(cfg: TPOConfig, *, start: Path, out: Path, episodes: list, pairs: list, task: str,
+                   stage_aware: bool, record: dict, overwrite: bool = False, quiet: bool = False) -> int:
+    """The preference round itself, from `start` (also the frozen reference) into `out`: shared by
+    `stare-train tpo | sta-tpo` (simulated rollouts) and `stare-retrain` (robot bags). `record` goes into
+    the trainer state (which data the round used)."""
     from sim_training.preference.losses import log_ratio, preference_loss
 
     algorithm = "sta-tpo" if stage_aware else "tpo"
-    args = build_parser(algorithm).parse_args(argv)
-    cfg = apply_overrides(load_yaml(args.config, TPOConfig) if args.config else TPOConfig(), args.overrides)
-    bad = [k for k in ("steps", "pairs_per_step", "steps_per_side", "save_every") if getattr(cfg, k) <= 0]
-    if bad or cfg.beta <= 0 or cfg.temperature <= 0:
-        raise TPOError(f"{', '.join(bad) or 'beta/temperature'} must be positive")
     device = distributed.pick_device(cfg.device)
     d = distributed.setup(device)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    out = args.out
     checkpoint.recover(out)
-    prior = None if args.overwrite else read_train_state(out)
-    if prior is None and out.exists() and not args.overwrite:
+    prior = None if overwrite else read_train_state(out)
+    if prior is None and out.exists() and not overwrite:
         raise TPOError(f"{out} exists and is not a resumable {algorithm} run (pass --overwrite to replace it)")
-    if prior is not None and (prior.get("algorithm"), prior.get("start_checkpoint")) != (algorithm, str(args.checkpoint)):
+    if prior is not None and (prior.get("algorithm"), prior.get("start_checkpoint")) != (algorithm, str(start)):
         raise TPOError(f"{out} holds a {prior.get('algorithm')} run from {prior.get('start_checkpoint')}; "
                        "pass --overwrite or use another --out")
-
-    if cfg.gripper_temperature is not None and cfg.gripper_temperature < 0:
-        raise TPOError(f"gripper_temperature must be >= 0 or null, got {cfg.gripper_temperature}")
     temperature = action_temperature(cfg.temperature, cfg.gripper_temperature)
-    episodes, pairs, task = load_pairs(args.data, stage_aware)
     from sim_training.tasks import get_task
 
     spec = get_task(task)
-    if not pairs:
-        raise TPOError(f"the rollouts give no {'stage' if stage_aware else 'success/failure'} pairs from a shared "
-                       "initial state (more rollouts per state, or a higher temperature)")
-    reference = VLAPolicy.load(args.checkpoint, device)
-    policy = VLAPolicy.load(out if prior is not None else args.checkpoint, device)
+    reference = VLAPolicy.load(start, device)
+    policy = VLAPolicy.load(out if prior is not None else start, device)
     # Eval mode with gradients: batch norms keep their SFT statistics, so the policy equals its reference at
     # the start (the loss is log 2) and log-ratios measure only what the updates changed.
     reference.model.eval().requires_grad_(False)
@@ -193,8 +206,8 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
             with checkpoint.atomic_directory(out) as tmp:
                 checkpoint.save(tmp, policy.model, policy.processor, policy.tasks)
                 save_train_state(tmp, optimizer, {"algorithm": algorithm, "step": step, "config": to_dict(cfg),
-                                                  "start_checkpoint": str(args.checkpoint), "task": task,
-                                                  "data": [str(p) for p in args.data], "pairs": len(pairs),
+                                                  "start_checkpoint": str(start), "task": task, **record,
+                                                  "pairs": len(pairs),
                                                   "world_size": d.world, "rank_fingerprints": fingerprints})
                 (tmp / PROGRESS_FILE).write_text("".join(json.dumps(row) + "\n" for row in history))
         distributed.barrier(d)
@@ -208,7 +221,7 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
     if d.main:
         print(f"{algorithm}: {task}, {len(episodes)} rollouts, {len(pairs)} pairs, step {step}/{cfg.steps}, "
               f"{d.world} rank(s)", flush=True)
-    bar = tqdm(total=cfg.steps, initial=step, disable=args.quiet or not d.main, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=step, disable=quiet or not d.main, unit="step", dynamic_ncols=True)
     while step < cfg.steps:
         # Every rank draws the step's pairs and their step subsets alike and takes every N-th pair; the loss of
         # each is divided by the global pairs_per_step, so the summed gradient is what one process computes.

@@ -137,6 +137,56 @@ def run_episodes(context, runner, output_dir: Path, episodes: int | None, seed_s
     return results
 
 
+class RunningGraph:
+    """The node graph spinning in this process (a context manager): `runner` is a helper node for
+    service calls and subscriptions, `stop` is set by SIGINT/SIGTERM."""
+
+    def __init__(self, nodes, params):
+        self.nodes, self.params = nodes, params
+        self.stop = threading.Event()
+        self.built, self.spinner = [], None
+
+    def __enter__(self) -> "RunningGraph":
+        import rclpy
+        from rclpy.executors import MultiThreadedExecutor
+
+        from stare_bringup.graph import build
+
+        self.context = rclpy.context.Context()
+        rclpy.init(context=self.context, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stop.set())
+        self.executor = MultiThreadedExecutor(num_threads=6, context=self.context)
+        try:
+            self.built = build(self.context, self.nodes, self.params)
+            self.runner = rclpy.create_node("stare_bringup", context=self.context)
+            self.built.append(self.runner)
+            for node in self.built:
+                self.executor.add_node(node)
+            self.spinner = threading.Thread(target=self.executor.spin, daemon=True)
+            self.spinner.start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import rclpy
+
+        from stare_ros.ros_common import stop_executor
+
+        # Stop spinning before anything is destroyed: callbacks in flight would find their nodes gone.
+        stop_executor(self.executor)
+        if self.spinner is not None:
+            self.spinner.join(timeout=5.0)
+        for node in reversed(self.built):
+            close = getattr(node, "close", None)
+            if close is not None:
+                close()
+            node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -145,51 +195,22 @@ def main(argv=None) -> int:
         print(f"stare-bringup: error: {err}", file=sys.stderr)
         return 1
 
-    import rclpy
-    from rclpy.executors import MultiThreadedExecutor
-
-    from stare_bringup.graph import build
-    from stare_ros.ros_common import stop_executor
-
-    stop = threading.Event()
-    context = rclpy.context.Context()
-    rclpy.init(context=context, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    executor = MultiThreadedExecutor(num_threads=6, context=context)
-    built, code, results, spinner = [], 0, [], None
+    code, results = 0, []
     output_dir = Path(params["episode_logger"]["output_dir"])
     try:
-        built = build(context, nodes, params)
-        runner = rclpy.create_node("stare_bringup", context=context)
-        built.append(runner)
-        for node in built:
-            executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
-        print(f"stare-bringup: {', '.join(nodes)} running ({'lock-step' if args.sim and not args.realtime else 'real-time'}"
-              f" {rate:g} Hz, checkpoint {params['policy_server']['checkpoint'] or 'none'}, bags in {output_dir})",
-              flush=True)
-        if args.sim:
-            seed_start = params["sim_bridge"].get("seed_start", SEED_START)
-            results = run_episodes(context, runner, output_dir, args.episodes, seed_start, stop)
-        else:
-            while not stop.is_set() and context.ok():
-                time.sleep(0.1)
+        with RunningGraph(nodes, params) as graph:
+            print(f"stare-bringup: {', '.join(nodes)} running ({'lock-step' if args.sim and not args.realtime else 'real-time'}"
+                  f" {rate:g} Hz, checkpoint {params['policy_server']['checkpoint'] or 'none'}, bags in {output_dir})",
+                  flush=True)
+            if args.sim:
+                seed_start = params["sim_bridge"].get("seed_start", SEED_START)
+                results = run_episodes(graph.context, graph.runner, output_dir, args.episodes, seed_start, graph.stop)
+            else:
+                while not graph.stop.is_set() and graph.context.ok():
+                    time.sleep(0.1)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"stare-bringup: error: {err}", file=sys.stderr)
         code = 1
-    finally:
-        # Stop spinning before anything is destroyed: callbacks in flight would find their nodes gone.
-        stop_executor(executor)
-        if spinner is not None:
-            spinner.join(timeout=5.0)
-        for node in reversed(built):
-            close = getattr(node, "close", None)
-            if close is not None:
-                close()
-            node.destroy_node()
-        rclpy.try_shutdown(context=context)
 
     if args.sim and results:
         successes = sum(r["outcome"] == "success" for r in results)

@@ -1,0 +1,1 @@
+"""Offline preference rounds from recorded robot episodes (`stare-retrain`)."""
