@@ -30,13 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="dataset directory to create")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument("--device", default="cpu", help="policy device (cpu, cuda)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="simulator processes; K > 1 batches the policy over them (reproducible for the same K)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("initial_states", "per_state"):
+    for name in ("initial_states", "per_state", "workers"):
         if getattr(args, name) < 1:
             print(f"stare-rollouts: error: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
             return 2
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from sim_training.data import DatasetWriter
-    from sim_training.preference.rollouts import PolicyRolloutGenerator, rollouts
+    from sim_training.preference.rollouts import PolicyRolloutGenerator, rollouts, vector_rollouts
     from sim_training.tasks import UnknownTaskError, get_task
     from stare_policy.model import CheckpointError
     from stare_policy.policy import VLAPolicy
@@ -63,24 +65,28 @@ def main(argv: list[str] | None = None) -> int:
     from stare_policy.model.vla import action_temperature
 
     temperature = action_temperature(args.temperature, args.gripper_temperature)
-    generator = PolicyRolloutGenerator(policy, spec, temperature, args.max_steps)
+    generator = PolicyRolloutGenerator(policy, spec, temperature, args.max_steps) if args.workers == 1 else None
     seeds = list(range(args.seed_start, args.seed_start + args.initial_states))
     total = args.initial_states * args.per_state
     source = {"checkpoint": str(args.checkpoint), "temperature": args.temperature,
               "gripper_temperature": args.gripper_temperature, "per_state": args.per_state,
-              "initial_states": seeds}
+              "initial_states": seeds, "workers": args.workers}
     wins = 0
     try:
         with DatasetWriter(args.out, spec, overwrite=args.overwrite, source=source) as writer, \
                 tqdm(total=total, desc=f"{spec.env_id} rollouts", unit="ep", disable=args.quiet) as bar:
-            for episode in rollouts(generator, seeds, args.per_state):
+            episodes = rollouts(generator, seeds, args.per_state) if generator else vector_rollouts(
+                policy, spec, [(s, k) for s in seeds for k in range(args.per_state)], args.workers, temperature,
+                max_steps=args.max_steps)
+            for episode in episodes:
                 writer.add(episode)
                 wins += episode.success
                 bar.update()
                 bar.set_postfix(success=f"{wins}/{bar.n}")
             writer.commit()
     finally:
-        generator.close()
+        if generator:
+            generator.close()
     print(json.dumps({"task": spec.env_id, "rollouts": total, "successes": wins, "out": str(args.out)}))
     return 0
 

@@ -3,10 +3,14 @@ temperature, recorded in the dataset format (policy inputs, action, privileged s
 that StARe can label them and `pairs.py` can pair those that share a start.
 
 Each rollout's sampling is seeded from (initial state, rollout index), so a rollout set is reproducible.
+`vector_rollouts` runs them on K simulator workers with one batched policy call per step (each worker
+takes the next (state, index) job as soon as its rollout ends); its sampling draws from one generator
+for the batch, so a set is reproducible for the same K.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Iterator
 
 import numpy as np
@@ -65,3 +69,74 @@ def rollouts(generator: PolicyRolloutGenerator, seeds: list[int], per_state: int
             if progress:
                 progress(episode)
             yield episode
+
+
+class RolloutLog(_StepLog):
+    """`_StepLog` that also keeps the simulator state right after each reset (replay starts from it) and
+    hands its episode over in one call (`AsyncVectorEnv.call("episode")` from the learner's process)."""
+
+    def reset(self, **kwargs):
+        obs, info = super().reset(**kwargs)
+        self.initial_state = self.env.unwrapped.get_state().cpu().numpy().reshape(-1).astype(np.float32)
+        return obs, info
+
+    def episode(self) -> dict[str, np.ndarray] | None:
+        if not self.steps:
+            return None
+        arrays = self.arrays()
+        arrays["initial_state"] = self.initial_state
+        return arrays
+
+
+def _logged(env, spec: TaskSpec):
+    return RolloutLog(env, spec)
+
+
+def vector_rollouts(policy, task: str | TaskSpec, jobs: list[tuple[int, int]], workers: int, temperature: Temperature,
+                    *, max_steps: int | None = None, instruction: str | None = None, seed: int = 0) -> Iterator[Episode]:
+    """Rollouts for (seed, rollout index) jobs on `workers` CPU simulator processes, yielded as they end."""
+    from sim_training.envs import make_vector_env
+    from sim_training.evaluation.rollout import batched_inputs
+
+    per_dimension(temperature, policy.model.config.action_dim)
+    spec = get_task(task)
+    instruction = instruction or spec.instruction
+    max_steps = max_steps or spec.max_episode_steps
+    cfg = policy.processor.config
+    generator = torch.Generator(device=policy.device).manual_seed(seed)
+    k = min(workers, len(jobs))
+    env = make_vector_env(spec, k, wrap=functools.partial(_logged, spec=spec), max_episode_steps=max_steps)
+    try:
+        slot = list(range(k))
+        next_job, steps, success = k, [0] * k, [False] * k
+        obs, _ = env.reset(seed=[jobs[j][0] for j in slot])
+        while any(j >= 0 for j in slot):
+            images, proprio = batched_inputs(obs, spec)
+            proprio = fill_absent_goal_inputs(proprio, cfg.proprio_keys, cfg.proprio_dims, spec)
+            actions = policy.act(images, instruction, proprio, temperature=temperature, generator=generator)
+            obs, _, terminated, truncated, info = env.step(np.asarray(actions, np.float32))
+            won = np.asarray(info["success"]).reshape(k).astype(bool)
+            done = np.zeros(k, dtype=bool)
+            for w, j in enumerate(slot):
+                if j < 0:
+                    continue
+                steps[w] += 1
+                success[w] = bool(won[w])
+                done[w] = success[w] or steps[w] >= max_steps or bool(terminated[w]) or bool(truncated[w])
+            if not done.any():
+                continue
+            logs = env.call("episode")
+            new_seeds = [0] * k
+            for w in np.flatnonzero(done):
+                job = jobs[slot[w]]
+                yield Episode(logs[w], job[0], instruction, success[w],
+                              {"rollout": job[1], "temperature": temperature, "workers": k})
+                slot[w], steps[w], success[w] = (next_job if next_job < len(jobs) else -1), 0, False
+                if slot[w] >= 0:
+                    new_seeds[w] = jobs[slot[w]][0]
+                    next_job += 1
+            reset = done & np.array([j >= 0 for j in slot])
+            if reset.any():
+                obs, _ = env.reset(seed=new_seeds, options={"reset_mask": reset})
+    finally:
+        env.close()
