@@ -25,6 +25,8 @@ class RolloutsSection:
     seed_start: int = ROLLOUT_SEED_START
     max_steps: int | None = None
     """Step limit of a rollout (default: the task's)."""
+    workers: int = 1
+    """Simulator processes for the rollouts (> 1: batched policy; reproducible for the same count)."""
 
 
 @dataclass(frozen=True)
@@ -94,5 +96,7 @@ def check(cfg: IPIConfig) -> None:
             raise ConfigError(f"rollouts.{key} must be >= 1")
     if cfg.rollouts.temperature <= 0:
         raise ConfigError("rollouts.temperature must be > 0 (pairs need different rollouts)")
+    if cfg.rollouts.workers < 1:
+        raise ConfigError("rollouts.workers must be >= 1")
     if cfg.eval.episodes < 1 or cfg.eval.workers < 1:
         raise ConfigError("eval.episodes and eval.workers must be >= 1")

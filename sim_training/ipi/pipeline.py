@@ -138,7 +138,8 @@ class Pipeline:
             r = cfg.rollouts
             return main, ["--checkpoint", str(self.checkpoint(())), "--task", cfg.task, "--initial-states",
                           str(r.initial_states), "--per-state", str(r.per_state), "--temperature", str(r.temperature),
-                          "--seed-start", str(r.seed_start), "--out", str(self.out / "rollouts"), "--overwrite",
+                          "--seed-start", str(r.seed_start), "--workers", str(r.workers), "--out",
+                          str(self.out / "rollouts"), "--overwrite",
                           *(["--max-steps", str(r.max_steps)] if r.max_steps else []),
                           *(["--gripper-temperature", str(r.gripper_temperature)]
                             if r.gripper_temperature is not None else []), *quiet]
