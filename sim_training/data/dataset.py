@@ -167,6 +167,8 @@ class Dataset:
     def episode(self, i: int) -> Episode:
         entry = self.entries[i]
         path = self.root / entry["file"]
+        if not path.resolve().is_relative_to(self.root.resolve()):  # an index is data: it names no file elsewhere
+            raise DatasetError(f"{self.root / INDEX_FILE}: episode {i} file {entry['file']!r} is outside the dataset")
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {key: data[key] for key in data.files}

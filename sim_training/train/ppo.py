@@ -276,7 +276,7 @@ def sampling_temperature(cfg: PPOConfig) -> Temperature:
 
 def _check(cfg: PPOConfig) -> None:
     positive = {k: getattr(cfg, k) for k in ("iterations", "num_envs", "rollout_steps", "epochs", "minibatch_size",
-                                              "save_every")}
+                                              "save_every", "lr", "value_lr")}
     bad = [k for k, v in positive.items() if v <= 0]
     if bad:
         raise PPOError(f"{', '.join(bad)} must be positive")

@@ -144,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SFTError(f"init_from {cfg.init_from}: {err}") from None
         cfg = dataclasses.replace(cfg, model=start.model.config)
     cfg = dataclasses.replace(cfg, model=with_goal_inputs(cfg.model, args.data))
-    if cfg.steps <= 0 or cfg.batch_size <= 0:
-        raise SFTError("steps and batch_size must be positive")
+    bad = [k for k in ("steps", "batch_size", "lr", "val_every", "log_every", "save_every") if getattr(cfg, k) <= 0]
+    if bad:  # (a zero *_every would divide by zero at the first step)
+        raise SFTError(f"{', '.join(bad)} must be positive")
     device = distributed.pick_device(cfg.device)
     dist = distributed.setup(device)
     if cfg.batch_size % dist.world:

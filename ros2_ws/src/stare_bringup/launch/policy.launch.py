@@ -10,9 +10,9 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PythonExpression
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 
 
@@ -32,6 +32,10 @@ def generate_launch_description():
         DeclareLaunchArgument("task", default_value="PickCube-v1", description="task (env id)"),
         DeclareLaunchArgument("checkpoint", default_value="", description="policy checkpoint directory"),
         DeclareLaunchArgument("record", default_value="bags", description="directory for the episode bags"),
+        # Simulation: DDS discovery stays on this machine unless the environment chose a range.
+        SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE",
+                               EnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", default_value="LOCALHOST"),
+                               condition=IfCondition(sim)),
         Node(package="stare_ros", executable="policy_server", name="policy_server", output="screen",
              parameters=[policy_params, overlay, {"task": task, "checkpoint": checkpoint}]),
         Node(package="stare_ros", executable="stage_segmenter", name="stage_segmenter", output="screen",

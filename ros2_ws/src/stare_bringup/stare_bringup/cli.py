@@ -195,6 +195,10 @@ def main(argv=None) -> int:
         print(f"stare-bringup: error: {err}", file=sys.stderr)
         return 1
 
+    if args.sim:
+        from stare_bringup.graph import keep_discovery_local
+
+        keep_discovery_local()  # before rclpy.init, where rmw reads it
     code, results = 0, []
     output_dir = Path(params["episode_logger"]["output_dir"])
     try:

@@ -23,6 +23,14 @@ SIM_NODES = (*ROBOT_NODES, "sim_bridge")
 POLICY_PARAMS, SIM_PARAMS = "policy.yaml", "sim.yaml"
 
 
+def keep_discovery_local(environ=os.environ) -> None:
+    """In simulation the robot is this machine: DDS discovery stays on it (no multicast on every network
+    interface), unless the environment chose a discovery range itself. policy.launch.py does the same
+    with sim:=true. A robot network is configured by the deployer: docs/reliability.md."""
+    if not environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") and "ROS_LOCALHOST_ONLY" not in environ:
+        environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+
+
 def config_dir() -> Path:
     """stare_bringup's config/: the installed share directory on a ROS install, else the source tree."""
     if os.environ.get("AMENT_PREFIX_PATH"):
@@ -48,11 +56,16 @@ def load_params(files: list[Path]) -> dict[str, dict]:
     for path in files:
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
+        except OSError as err:
             raise ValueError(f"cannot read parameter file {path}: {err}") from None
+        except yaml.YAMLError as err:
+            raise ValueError(f"parameter file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of node names, got {type(data).__name__}")
         for node, body in data.items():
-            name = node.lstrip("/")
-            if name not in NODES or not isinstance(body, dict) or "ros__parameters" not in body:
+            name = str(node).lstrip("/")
+            if (name not in NODES or not isinstance(body, dict)
+                    or not isinstance(body.get("ros__parameters", None), dict)):
                 raise ValueError(f"{path}: '{node}' is not one of the nodes {', '.join(NODES)} with ros__parameters")
             known = {f.name for f in dataclasses.fields(config_class(name))}
             unknown = sorted(set(body["ros__parameters"]) - known)
@@ -71,8 +84,11 @@ def _typed(value, hint):
     """YAML writes 20 for 20.0; ROS parameters are strictly typed, so follow the config's field type."""
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if typing.get_origin(hint) is tuple and typing.get_args(hint)[0] is float:
-        return [float(v) for v in value]
+    if typing.get_origin(hint) is tuple and typing.get_args(hint)[0] is float and isinstance(value, (list, tuple)):
+        try:
+            return [float(v) for v in value]
+        except (TypeError, ValueError):  # left as it is: the node refuses it, naming the parameter
+            return list(value)
     return list(value) if isinstance(value, tuple) else value
 
 

@@ -77,8 +77,10 @@ def main(argv=None) -> int:
     except ValueError as err:
         print(f"stare-loop: error: {err}", file=sys.stderr)
         return 1
+    from stare_bringup.graph import keep_discovery_local
     from stare_interfaces.srv import LoadCheckpoint
 
+    keep_discovery_local()  # the simulated robot is this machine (before rclpy.init, where rmw reads it)
     output_dir = Path(params["episode_logger"]["output_dir"])
     new = (args.out / "retrain").resolve()
     summary: dict = {"task": args.task, "checkpoint": params["policy_server"]["checkpoint"], "new_checkpoint": str(new)}

@@ -103,11 +103,21 @@ class PolicyServerConfig(SafetyConfig):
     finger_joints: tuple[str, ...] = PANDA_FINGER_JOINTS
     diagnostics_period_s: float = 1.0
     """Diagnostics are published this often and at once when the status changes."""
+    max_future_stamp_s: float = 0.1
+    """An image or joint state stamped more than this ahead of the node's clock is refused (a hold):
+    a future stamp would keep a frozen input "fresh" past stale_after_s. Room for clock skew between
+    the camera's machine and this one."""
+    max_instruction_chars: int = 500
+    """A longer instruction is refused (a hold until a usable one arrives): the policy's time grows with
+    the prompt's length (a 30,000-character one took 5 s a tick), and a tick must not take that long."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _positive("control_rate_hz", self.control_rate_hz)
         _positive("diagnostics_period_s", self.diagnostics_period_s)
+        _positive("max_instruction_chars", self.max_instruction_chars)
+        if self.max_future_stamp_s < 0:
+            raise ValueError(f"max_future_stamp_s must be >= 0, got {self.max_future_stamp_s}")
         if self.torch_threads < 0:
             raise ValueError(f"torch_threads must be >= 0, got {self.torch_threads}")
         if self.act_on not in ("timer", "observation"):

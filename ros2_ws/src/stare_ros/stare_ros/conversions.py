@@ -47,9 +47,37 @@ def joint_positions(names, positions, wanted) -> np.ndarray:
     if missing:
         raise InputError(f"joint state lacks {', '.join(missing)}")
     q = np.array([positions[index[name]] for name in wanted], np.float64)
-    if not np.all(np.isfinite(q)):
+    if not _finite32(q):
         raise InputError("joint state has non-finite positions")
     return q
+
+
+def goal_point(point) -> np.ndarray:
+    """A geometry_msgs/Point as the policy's (3,) float32 goal input."""
+    goal = np.array([point.x, point.y, point.z], np.float64)
+    if not _finite32(goal):
+        raise InputError("non-finite goal point")
+    return goal.astype(np.float32)
+
+
+def _finite32(values: np.ndarray) -> bool:
+    """Finite also as float32, which the policy reads (1e300 is inf there)."""
+    with np.errstate(over="ignore"):
+        return bool(np.all(np.isfinite(values.astype(np.float32))))
+
+
+def input_stamp(stamp: float, now: float, max_future_s: float) -> float:
+    """A header stamp (s) the staleness watchdog can trust: not further ahead of `now` than clock skew
+    explains (a future stamp would keep a frozen input fresh)."""
+    if stamp - now > max_future_s:
+        raise InputError(f"stamped {stamp - now:.3g} s in the future (more than {max_future_s:g} s ahead of this clock)")
+    return stamp
+
+
+def instruction_text(text: str, max_chars: int) -> str:
+    if len(text) > max_chars:
+        raise InputError(f"instruction of {len(text)} characters is longer than {max_chars}")
+    return text
 
 
 def quaternion_wxyz(r) -> np.ndarray:

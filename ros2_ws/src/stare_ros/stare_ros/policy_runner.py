@@ -64,7 +64,12 @@ class PolicyRunner:
         self.ticks = self.held_ticks = 0
         self.last_held = False
         if policy is None and config.checkpoint:
-            self.load(config.checkpoint)
+            from stare_policy.model import CheckpointError
+
+            try:
+                self.load(config.checkpoint)
+            except CheckpointError as err:  # a node that cannot start says why in one line
+                raise ValueError(f"checkpoint: {err}") from None
 
     # -- checkpoints --------------------------------------------------------------------------------
     def load(self, path: str) -> None:
@@ -120,10 +125,12 @@ class PolicyRunner:
     def set_instruction(self, text: str) -> None:
         with self._lock:
             self._instruction = text
+            self.bad_input.pop("instruction", None)
 
     def set_goal(self, goal: np.ndarray) -> None:
         with self._lock:
             self._goal = np.asarray(goal, np.float32)
+            self.bad_input.pop("goal", None)
 
     def reject(self, kind: str, reason: str) -> None:
         """A message of this kind could not be used: hold until a good one arrives."""
@@ -153,7 +160,9 @@ class PolicyRunner:
             why.append("e-stop")
         if policy is None:
             why.append("no checkpoint loaded")
-        why += [f"bad {kind}: {reason}" for kind, reason in bad.items()]
+        # A policy failure holds its own tick only (and stays in the status until the policy answers again):
+        # holding for it here would keep the policy from ever running again.
+        why += [f"bad {kind}: {reason}" for kind, reason in bad.items() if kind != "policy"]
         if self._image is None and "image" not in bad:
             why.append("no image")
         elif self._image is not None and now - self._image_stamp > cfg.stale_after_s:

@@ -27,11 +27,16 @@ EVENTS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, history=Hi
 def declare_config(node, cls):
     """Declare every field of the dataclass `cls` as a parameter of `node` (default: the field's
     default) and build `cls` from the values; a bad value raises ValueError with one line."""
+    from rclpy.exceptions import ParameterException
+
     hints = typing.get_type_hints(cls)
     values = {}
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        value = node.declare_parameter(f.name, list(default) if isinstance(default, tuple) else default).value
+        try:
+            value = node.declare_parameter(f.name, list(default) if isinstance(default, tuple) else default).value
+        except ParameterException as err:  # an override of another type than the field's
+            raise ValueError(f"{node.get_name()}: bad parameter: {err}") from None
         if hints[f.name] is float and isinstance(value, int):
             value = float(value)
         if isinstance(default, tuple) and value is not None:

@@ -32,8 +32,9 @@ class SafetyLayer:
     def __init__(self, config: SafetyConfig):
         self.config = config
         self.estopped = False
-        self.gripper = OPEN
-        """The last gripper command sent; a hold keeps it (opening on a stale image would drop the object)."""
+        self.gripper = min(OPEN, config.action_limit)
+        """The last gripper command sent; a hold keeps it (opening on a stale image would drop the object).
+        Before the first: open, within action_limit like every command."""
 
     def engage_estop(self) -> None:
         self.estopped = True

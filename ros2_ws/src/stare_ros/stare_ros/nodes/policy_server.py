@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PointStamped, TwistStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -18,7 +17,8 @@ from std_srvs.srv import SetBool
 from stare_interfaces.msg import PolicyAction
 from stare_interfaces.srv import LoadCheckpoint
 from stare_ros.config import PolicyServerConfig, Topics
-from stare_ros.conversions import InputError, action_to_twist, image_array, joint_positions
+from stare_ros.conversions import (InputError, action_to_twist, goal_point, image_array, input_stamp,
+                                   instruction_text, joint_positions)
 from stare_ros.policy_runner import PolicyRunner, Tick
 from stare_ros.ros_common import LATEST, LATCHED, RELIABLE, declare_config, diagnostics, now_seconds, run_node, to_seconds, to_stamp
 
@@ -36,8 +36,7 @@ class PolicyServer(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
         self.create_subscription(Image, topics.image, self._on_image, LATEST, callback_group=inputs)
         self.create_subscription(JointState, topics.joint_states, self._on_joints, LATEST, callback_group=inputs)
-        self.create_subscription(String, topics.instruction, lambda m: self.runner.set_instruction(m.data), LATCHED,
-                                 callback_group=inputs)
+        self.create_subscription(String, topics.instruction, self._on_instruction, LATCHED, callback_group=inputs)
         self.create_subscription(PointStamped, topics.goal, self._on_goal, LATCHED, callback_group=inputs)
         self.create_service(SetBool, "~/estop", self._on_estop, callback_group=services)
         self.create_service(LoadCheckpoint, "~/load_checkpoint", self._on_load, callback_group=services)
@@ -54,7 +53,8 @@ class PolicyServer(Node):
         try:
             if hw is None:
                 raise InputError("no checkpoint loaded, the image size is unknown")
-            self.runner.set_image(image_array(msg, *hw), to_seconds(msg.header.stamp))
+            stamp = input_stamp(to_seconds(msg.header.stamp), now_seconds(self), self.config.max_future_stamp_s)
+            self.runner.set_image(image_array(msg, *hw), stamp)
         except InputError as err:
             self._reject("image", str(err))
             return
@@ -64,18 +64,24 @@ class PolicyServer(Node):
         cfg = self.config
         try:
             q = joint_positions(msg.name, msg.position, (*cfg.arm_joints, *cfg.finger_joints))
-            self.runner.set_joints(q, to_seconds(msg.header.stamp))
+            stamp = input_stamp(to_seconds(msg.header.stamp), now_seconds(self), cfg.max_future_stamp_s)
+            self.runner.set_joints(q, stamp)
         except InputError as err:
             self._reject("joints", str(err))
             return
         self._act_if_observation_ready()
 
+    def _on_instruction(self, msg: String) -> None:
+        try:
+            self.runner.set_instruction(instruction_text(msg.data, self.config.max_instruction_chars))
+        except InputError as err:
+            self._reject("instruction", str(err))
+
     def _on_goal(self, msg: PointStamped) -> None:
-        goal = np.array([msg.point.x, msg.point.y, msg.point.z])
-        if np.all(np.isfinite(goal)):
-            self.runner.set_goal(goal)
-        else:
-            self._reject("goal", "non-finite goal point")
+        try:
+            self.runner.set_goal(goal_point(msg.point))
+        except InputError as err:
+            self._reject("goal", str(err))
 
     def _reject(self, kind: str, reason: str) -> None:
         with self._publish_lock:  # no action read before this input may be published after its hold

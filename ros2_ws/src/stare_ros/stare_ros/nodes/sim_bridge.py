@@ -32,7 +32,12 @@ class SimBridge(Node):
     def __init__(self, **kwargs):
         super().__init__("sim_bridge", **kwargs)
         self.config = cfg = declare_config(self, SimBridgeConfig)
-        self.robot = SimRobot(cfg.task, cfg.max_episode_steps)
+        from sim_training.tasks import UnknownTaskError
+
+        try:
+            self.robot = SimRobot(cfg.task, cfg.max_episode_steps)
+        except UnknownTaskError as err:  # one-line error at start-up
+            raise ValueError(f"sim_bridge: bad parameter: task: unknown task {cfg.task!r}") from None
         self.rate_hz = cfg.control_rate_hz or self.robot.control_rate_hz
         self.topics = topics = Topics()
         self._group = MutuallyExclusiveCallbackGroup()  # the simulator is driven from one thread at a time

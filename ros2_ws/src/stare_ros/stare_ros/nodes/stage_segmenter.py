@@ -24,7 +24,10 @@ class StageSegmenter(Node):
         self.config = cfg = declare_config(self, StageSegmenterConfig)
         topics = Topics()
         self._lock = threading.Lock()
-        self.segmenter = ProprioSegmenter(stage_spec(cfg.task))  # unknown task: one-line error at start-up
+        try:
+            self.segmenter = ProprioSegmenter(stage_spec(cfg.task))
+        except KeyError as err:  # an unknown task: one-line error at start-up
+            raise ValueError(f"stage_segmenter: bad parameter: task: no stage spec for {cfg.task!r}") from None
         self.task = cfg.task
         self.gripper = 1.0
         self.stage_start = 0.0
