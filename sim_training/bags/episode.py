@@ -266,7 +266,7 @@ def build_episode(contents: BagContents, config: BagReaderConfig) -> Episode:
         instruction = stream["instruction"].decode()[-1][1].data
     extra = {"source": "bag", "bag": str(bag), "episode_id": meta["episode_id"], "task": spec.env_id,
              "checkpoint": meta["checkpoint"], "outcome": meta["outcome"],
-             "truncated": contents.truncated or meta["outcome"] == "killed",
+             "truncated": contents.truncated or meta["outcome"] in ("killed", "write_error"),
              "stage_names": list(spec.stages.names) if spec.stages else [], "stage_source": stage_source,
              "stage_timeline": meta["stage_timeline"]}
     return Episode(arrays, meta["seed"], instruction or spec.instruction, success, extra)

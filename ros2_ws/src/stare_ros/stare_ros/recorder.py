@@ -4,8 +4,10 @@ bag in `<output_dir>/episodes.jsonl`, which is what offline retraining reads to 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +71,8 @@ class EpisodeRecorder:
         self.path: Path | None = None
         self._connections: dict = {}
         self._first_stage_ns = 0
+        self._broken = False
+        """A write failed: the bag can only be closed at its last complete chunk."""
 
     @property
     def recording(self) -> bool:
@@ -91,7 +95,11 @@ class EpisodeRecorder:
         writer, info = self.writer, self.info
         if writer is None:
             return False
-        writer.write(self._connections[topic], stamp_ns, bytes(data))
+        try:
+            writer.write(self._connections[topic], stamp_ns, bytes(data))
+        except OSError:  # file-size limit, disk full: the caller closes the episode with `stop`
+            self._broken = True
+            raise
         info.messages[topic] = info.messages.get(topic, 0) + 1
         return True
 
@@ -106,19 +114,36 @@ class EpisodeRecorder:
                 self._first_stage_ns = start_ns
             info.stages.append({"stage": index, "name": name, "t": round((start_ns - self._first_stage_ns) * 1e-9, 4)})
 
-    def stop(self, outcome: str, steps: int = 0) -> Path | None:
-        """Close the bag with the episode's metadata; returns its path (None when nothing was recording)."""
+    def stop(self, outcome: str, steps: int = 0, error: str = "") -> Path | None:
+        """Close the bag with the episode's metadata; returns its path (None when nothing was recording).
+
+        After a failed write (`error`: why), or when closing itself fails, the bag is rewritten from its
+        complete chunks, as `repair_bag` does for a killed logger: what was in the chunk being filled
+        (< 1 MiB) is lost, the rest stays readable. OSError if even that fails (e.g. the disk is full)."""
         writer, info, path = self.writer, self.info, self.path
         if writer is None:
             return None
+        self.writer = self.info = self.path = None
         info.outcome, info.steps = outcome, steps or info.steps
         meta = {"task": info.task, "instruction": info.instruction, "checkpoint": info.checkpoint,
                 "seed": str(info.seed), "outcome": outcome, "steps": str(info.steps),
                 "stages": json.dumps(info.stages), "episode_id": info.episode_id}
-        for key, value in meta.items():
-            writer.set_custom_data(f"stare.{key}", value)
-        writer.close()
-        self.writer = self.info = self.path = None
+        if error:
+            meta["error"] = error
+        custom = {f"stare.{key}": value for key, value in meta.items()}
+        broken, self._broken = self._broken, False
+        if not broken:
+            for key, value in custom.items():
+                writer.set_custom_data(key, value)
+            try:
+                writer.close()
+            except OSError as err:
+                broken = True
+                custom.setdefault("stare.error", f"closing the bag failed: {err}")
+        if broken:
+            with contextlib.suppress(OSError):
+                writer.abort()
+            info.messages = rewrite_bag(path, custom, keep_original=False)
         record = {**info.__dict__, "bag": str(path)}
         with open(self.output_dir / INDEX, "a") as index:
             index.write(json.dumps(record) + "\n")
@@ -126,6 +151,7 @@ class EpisodeRecorder:
 
 
 # -- bags of a killed logger ---------------------------------------------------------------------------
+DROP_TO_FIT = 128 << 10
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 _SCHEMA, _CHANNEL, _MESSAGE, _CHUNK = 0x03, 0x04, 0x05, 0x06
 
@@ -159,6 +185,8 @@ def salvage_mcap(path: str | Path) -> tuple[dict[int, tuple[str, str]], list[tup
     """Channels {id: (topic, msgtype)} and messages [(channel id, log time, data)] of every complete
     chunk of an MCAP file that was never closed (the writer was killed)."""
     buf = memoryview(Path(path).read_bytes())
+    if len(buf) < len(MCAP_MAGIC) and MCAP_MAGIC.startswith(bytes(buf)):
+        return {}, []  # killed before its first write reached the file
     if bytes(buf[:8]) != MCAP_MAGIC:
         raise ValueError(f"{path} is not an MCAP file")
     schemas: dict[int, str] = {}
@@ -192,27 +220,66 @@ def repair_bag(bag: str | Path) -> int:
     bag = Path(bag)
     if (bag / "metadata.yaml").is_file():
         raise ValueError(f"{bag} has a metadata.yaml: it was closed properly")
-    (mcap,) = bag.glob("*.mcap")
-    channels, messages = salvage_mcap(mcap)
+    return sum(rewrite_bag(bag, {"stare.outcome": "killed"}, keep_original=True).values())
+
+
+def rewrite_bag(bag: Path, custom: dict[str, str], keep_original: bool) -> dict[str, int]:
+    """Rewrite an unclosed bag from the complete chunks of its MCAP file, with `custom` in its custom_data
+    (task, instruction, seed and episode id default to the START event's). If the new file does not fit
+    (a file-size limit: its index adds a few KiB), its last messages are dropped, `DROP_TO_FIT` bytes at a time,
+    until it does. Returns messages per topic."""
+    mcaps = sorted(bag.glob("*.mcap"))
+    mcap = mcaps[0] if mcaps else bag / f"{bag.name}.mcap"  # killed before the file was created
+    channels, messages = salvage_mcap(mcap) if mcap.exists() else ({}, [])
     store = typestore()
-    killed = mcap.with_name(mcap.name + ".killed")
-    mcap.rename(killed)
-    tmp = bag.with_name(bag.name + ".repair")
-    writer = Writer(tmp, version=9, storage_plugin=StoragePlugin.MCAP)
-    writer.open()
-    conns = {cid: writer.add_connection(topic, msgtype, typestore=store) for cid, (topic, msgtype) in channels.items()}
-    start = None
-    for cid, stamp, data in messages:
-        writer.write(conns[cid], stamp, data)
-        if start is None and channels[cid][1] == "stare_interfaces/msg/EpisodeEvent":
-            start = store.deserialize_cdr(data, channels[cid][1])
+    custom = dict(custom)
+    start = next((store.deserialize_cdr(data, channels[cid][1]) for cid, _, data in messages
+                  if channels[cid][1] == "stare_interfaces/msg/EpisodeEvent"), None)
     if start is not None:
         for key in ("episode_id", "task", "instruction", "seed"):
-            writer.set_custom_data(f"stare.{key}", str(getattr(start, key)))
-    writer.set_custom_data("stare.outcome", "killed")
-    writer.close()
+            custom.setdefault(f"stare.{key}", str(getattr(start, key)))
+    tmp = bag.with_name(bag.name + ".repair")
+    while True:
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            _write_bag(tmp, store, channels, messages, custom)
+            break
+        except OSError:
+            if not messages:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            kept, size = len(messages), 0
+            while kept and size < DROP_TO_FIT:
+                kept -= 1
+                size += len(messages[kept][2])
+            messages = messages[:kept]
+    if mcap.exists():
+        if keep_original:
+            mcap.rename(mcap.with_name(mcap.name + ".killed"))
+        else:
+            mcap.unlink()
     (tmp / f"{tmp.name}.mcap").rename(bag / mcap.name)
     (tmp / "metadata.yaml").write_text((tmp / "metadata.yaml").read_text().replace(f"{tmp.name}.mcap", mcap.name))
     (tmp / "metadata.yaml").rename(bag / "metadata.yaml")
     tmp.rmdir()
-    return len(messages)
+    counts: dict[str, int] = {}
+    for cid, _, _ in messages:
+        counts[channels[cid][0]] = counts.get(channels[cid][0], 0) + 1
+    return counts
+
+
+def _write_bag(path: Path, store, channels: dict, messages: list, custom: dict[str, str]) -> None:
+    writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    try:
+        conns = {cid: writer.add_connection(topic, msgtype, typestore=store)
+                 for cid, (topic, msgtype) in channels.items()}
+        for cid, stamp, data in messages:
+            writer.write(conns[cid], stamp, data)
+        for key, value in custom.items():
+            writer.set_custom_data(key, value)
+        writer.close()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            writer.abort()
+        raise

@@ -60,7 +60,7 @@ class EpisodeLogger(Node):
             if event is not None and not self._belongs_in_bag(event):
                 return
             stamp = self.get_clock().now().nanoseconds
-            if not self.recorder.write(topic, stamp, data):
+            if not self._record(topic, stamp, data):
                 self.dropped += 1
                 return
             if topic == self.topics.stage_state:
@@ -82,6 +82,19 @@ class EpisodeLogger(Node):
         current = self.current
         return (event.event not in (EpisodeEvent.START, EpisodeEvent.SAVED) and current is not None
                 and event.episode_id == current.episode_id)
+
+    def _record(self, topic: str, stamp_ns: int, data: bytes) -> bool:
+        """Write into the bag; a failed write (disk full, file-size limit) closes the episode as
+        'write_error' at the bag's last complete chunk, with an ERROR log, and the node records on from the
+        next start."""
+        try:
+            return self.recorder.write(topic, stamp_ns, data)
+        except OSError as err:
+            episode = self.current.episode_id if self.current is not None else "?"
+            self.get_logger().error(f"episode {episode}: writing the bag failed ({err}); closing it at its last "
+                                    "complete chunk (< 1 MiB lost) as 'write_error'")
+            self._close("write_error", 0, error=f"{type(err).__name__}: {err}")
+            return False
 
     def _on_timer(self) -> None:
         if self._pending_stop is not None and time.monotonic() - self._pending_stop[0] >= STOP_GRACE_S:
@@ -105,7 +118,9 @@ class EpisodeLogger(Node):
             self.get_logger().error(response.message)
             return response
         self.current = event
-        self.recorder.write(self.topics.episode_events, self.get_clock().now().nanoseconds, serialize_message(event))
+        if not self._record(self.topics.episode_events, self.get_clock().now().nanoseconds, serialize_message(event)):
+            response.success, response.message = False, f"cannot write the bag {path}"
+            return response
         self.event_pub.publish(event)
         response.success, response.message, response.episode_id = True, f"recording to {path}", episode_id
         return response
@@ -119,15 +134,21 @@ class EpisodeLogger(Node):
                             instruction=current.instruction, seed=current.seed, outcome=request.outcome or "aborted")
         stop.header.stamp = self.get_clock().now().to_msg()
         self.event_pub.publish(stop)
-        self.recorder.write(self.topics.episode_events, self.get_clock().now().nanoseconds,
-                            serialize_message(stop))
+        if not self._record(self.topics.episode_events, self.get_clock().now().nanoseconds, serialize_message(stop)):
+            response.success, response.message = False, "writing the bag failed: closed as 'write_error'"
+            return response
         path = self._close(stop.outcome, 0)
-        response.success, response.message, response.bag_path = True, f"saved {path}", str(path)
+        response.success, response.message, response.bag_path = path is not None, f"saved {path}", str(path or "")
         return response
 
-    def _close(self, outcome: str, steps: int):
+    def _close(self, outcome: str, steps: int, error: str = ""):
         current, self.current, self._pending_stop = self.current, None, None
-        path = self.recorder.stop(outcome, steps)
+        try:
+            path = self.recorder.stop(outcome, steps, error)
+        except OSError as err:  # even the rewrite failed: the unclosed file stays for `repair_bag`
+            self.get_logger().error(f"episode {current.episode_id if current else '?'}: closing the bag failed "
+                                    f"({err}); run stare_ros.recorder.repair_bag on it when there is space")
+            return None
         if current is not None and path is not None:
             saved = EpisodeEvent(event=EpisodeEvent.SAVED, episode_id=current.episode_id, task=current.task,
                                  instruction=current.instruction, seed=current.seed, outcome=outcome, steps=steps,
@@ -140,7 +161,11 @@ class EpisodeLogger(Node):
     def close(self) -> None:
         """On shutdown: close the open bag as 'aborted' (the context may be gone: nothing is published)."""
         if self.recorder.recording:
-            path = self.recorder.stop("aborted")
+            try:
+                path = self.recorder.stop("aborted")
+            except OSError as err:
+                self.get_logger().error(f"shutting down: closing the episode bag failed ({err})")
+                return
             self.get_logger().info(f"shutting down: episode bag {path} closed as aborted")
 
 
