@@ -312,14 +312,14 @@ def swap_trial(node, actions: Actions, path: str, period_s: float, after_ticks: 
     from stare_interfaces.srv import LoadCheckpoint
 
     if moving:
-        actions.wait_moving(time.time(), 10.0, n=2)
+        actions.wait_moving(time.time(), 30.0, n=2)
     else:
-        actions.wait_count(time.time(), 2, 10.0)
+        actions.wait_count(time.time(), 2, 30.0)
     called = time.time()
     response = call(node, LoadCheckpoint, "/policy_server/load_checkpoint", LoadCheckpoint.Request(path=str(path)),
                     timeout_s=timeout_s)
     answered = time.time()
-    actions.wait_moving(answered, 10.0, n=after_ticks)
+    actions.wait_moving(answered, 30.0, n=after_ticks)
     before = actions.between(called - (before_ticks + 1) * period_s, called - period_s)
     span = max(answered - called, 3 * period_s)
     # the intervals that overlap the swap: from the last publish before the call to the first after the answer

@@ -38,14 +38,41 @@ class PolicyServer(Node):
         self.create_subscription(JointState, topics.joint_states, self._on_joints, LATEST, callback_group=inputs)
         self.create_subscription(String, topics.instruction, self._on_instruction, LATCHED, callback_group=inputs)
         self.create_subscription(PointStamped, topics.goal, self._on_goal, LATCHED, callback_group=inputs)
-        self.create_service(SetBool, "~/estop", self._on_estop, callback_group=services)
-        self.create_service(LoadCheckpoint, "~/load_checkpoint", self._on_load, callback_group=services)
+        self._serve_apart(f"{self.get_fully_qualified_name()}")
         period = 1.0 / cfg.control_rate_hz
         self.create_timer(period, self._on_timer, callback_group=control)
         self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics, callback_group=services)
         self._last_publish = 0.0
         self._last_level = None
         self._publish_lock = threading.RLock()
+
+    def _serve_apart(self, prefix: str) -> None:
+        """Serve e-stop and LoadCheckpoint (as <node>/estop, <node>/load_checkpoint) from a helper node
+        spun on its own thread: however this node is spun (a launched node on one thread), an e-stop
+        never waits behind the control loop, and loading (and compiling) a checkpoint never stops it."""
+        from rclpy.executors import SingleThreadedExecutor
+
+        self._service_node = Node(f"{self.get_name()}_services", namespace=self.get_namespace(), context=self.context)
+        self._service_node.create_service(SetBool, f"{prefix}/estop", self._on_estop)
+        self._service_node.create_service(LoadCheckpoint, f"{prefix}/load_checkpoint", self._on_load)
+        self._service_executor = SingleThreadedExecutor(context=self.context)
+        self._service_executor.add_node(self._service_node)
+        self._service_thread = threading.Thread(target=self._spin_services, name="policy_server_services", daemon=True)
+        self._service_thread.start()
+
+    def _spin_services(self) -> None:
+        try:
+            self._service_executor.spin()
+        except Exception:  # the context shut down under it (SIGINT/SIGTERM): nothing left to serve
+            pass
+
+    def destroy_node(self) -> None:
+        from stare_ros.ros_common import stop_executor
+
+        stop_executor(self._service_executor)
+        self._service_thread.join(timeout=5.0)
+        self._service_node.destroy_node()
+        super().destroy_node()
 
     # -- inputs: bad messages are rejected (hold + diagnostics), never raised ------------------------
     def _on_image(self, msg: Image) -> None:
