@@ -100,7 +100,9 @@ DDS_EXAMPLES = 15
 def test_node_under_adversarial_messages_over_dds(ros):
     from adversarial import DdsFuzzer, NOT_UTF8
 
-    fuzz = DdsFuzzer(ros, config())
+    # Staleness has its own tests (test_policy_server_faults.py); here a loaded machine that delivers the good
+    # inputs late must not count as a node that failed to recover.
+    fuzz = DdsFuzzer(ros, config(stale_after_s=2.0))
     fuzz.good()
     for kind in KINDS:
         @fuzz_settings(DDS_EXAMPLES)
