@@ -98,22 +98,30 @@ class EpisodeSummary:
         return asdict(self)
 
 
-def summarize(seg: Segmentation, m: Measures, spec: TaskStages, success: bool | None = None,
-              config: CostConfig = CostConfig()) -> EpisodeSummary:
-    """Per-stage entry, completion, length and cost of one labelled episode. A stage is completed when a
-    later stage was entered; the last one when the episode succeeded (`success`, default: not known,
-    so not completed)."""
+StageCost = Callable[[int, np.ndarray], float]
+"""l_k of stage k over its steps (indices into the episode), before the incomplete penalty."""
+
+
+def summarize_with(seg: Segmentation, spec: TaskStages, success: bool | None, stage_cost: StageCost,
+                   unreached: float, incomplete: float) -> EpisodeSummary:
+    """Per-stage entry, completion, length and cost of one labelled episode, whatever measures the cost
+    (privileged in simulation, `robot_costs` on a robot). A stage is completed when a later stage was
+    entered; the last one when the episode succeeded (`success`; None: not known, so not completed)."""
     furthest = seg.furthest
     stages = []
     for k, stage in enumerate(spec.stages):
         steps = np.flatnonzero(seg.labels == k)
         entered = len(steps) > 0
         completed = furthest > k or (k == len(spec) - 1 and entered and bool(success))
-        if not entered:
-            cost = config.unreached
-        else:
-            cost = COSTS[stage.cost](m, steps, spec.thresholds) + (0.0 if completed else config.incomplete)
+        cost = float(stage_cost(k, steps)) + (0.0 if completed else incomplete) if entered else unreached
         start = int(steps[0]) if entered else None
         stages.append(StageSummary(stage.name, entered, completed, start, len(steps), cost))
     done = next((k for k, s in enumerate(stages) if not s.completed), len(stages))
     return EpisodeSummary(stages, spec.names[furthest] if furthest >= 0 else "", done)
+
+
+def summarize(seg: Segmentation, m: Measures, spec: TaskStages, success: bool | None = None,
+              config: CostConfig = CostConfig()) -> EpisodeSummary:
+    """`summarize_with` the privileged stage costs (`COSTS`)."""
+    return summarize_with(seg, spec, success, lambda k, steps: COSTS[spec.stages[k].cost](m, steps, spec.thresholds),
+                          config.unreached, config.incomplete)

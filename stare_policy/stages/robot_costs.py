@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from stare_policy.stages.calculator import EpisodeSummary, StageSummary
+from stare_policy.stages.calculator import EpisodeSummary, summarize_with
 from stare_policy.stages.segmentation import Segmentation
 from stare_policy.stages.spec import TaskStages
 
@@ -90,23 +90,12 @@ def _excess(value: float, reference: float) -> float:
 def robot_summary(seg: Segmentation, tcp_xyz: np.ndarray, spec: TaskStages, success: bool | None,
                   reference: StageReference, config: RobotCostConfig = RobotCostConfig()) -> EpisodeSummary:
     """Per-stage entry, completion and cost (module docstring) of one episode recorded on a robot."""
-    furthest = seg.furthest
     regressions = np.array([step for step, name in seg.events if name in REGRESSION_EVENTS], dtype=np.int64)
-    stages = []
-    for k, stage in enumerate(spec.stages):
-        steps = np.flatnonzero(seg.labels == k)
-        entered = len(steps) > 0
-        completed = furthest > k or (k == len(spec) - 1 and entered and bool(success))
-        if not entered:
-            cost = config.unreached
-        else:
-            in_stage = int(np.isin(regressions, steps).sum())
-            cost = (config.duration * _excess(len(steps), reference.steps[k])
-                    + config.path * _excess(path_length(tcp_xyz, steps), reference.path_m[k])
-                    + config.jerk * _excess(mean_jerk(tcp_xyz, steps), reference.jerk[k])
-                    + config.regression * in_stage
-                    + (0.0 if completed else config.incomplete))
-        stages.append(StageSummary(stage.name, entered, completed, int(steps[0]) if entered else None, len(steps),
-                                   float(cost)))
-    done = next((k for k, s in enumerate(stages) if not s.completed), len(stages))
-    return EpisodeSummary(stages, spec.names[furthest] if furthest >= 0 else "", done)
+
+    def stage_cost(k: int, steps: np.ndarray) -> float:
+        return (config.duration * _excess(len(steps), reference.steps[k])
+                + config.path * _excess(path_length(tcp_xyz, steps), reference.path_m[k])
+                + config.jerk * _excess(mean_jerk(tcp_xyz, steps), reference.jerk[k])
+                + config.regression * int(np.isin(regressions, steps).sum()))
+
+    return summarize_with(seg, spec, success, stage_cost, config.unreached, config.incomplete)

@@ -98,6 +98,22 @@ def _timeline(stages: list[dict]) -> str:
     return " -> ".join(f"{s['name']} {s['t']:.1f}s" for s in stages) or "(no stage states)"
 
 
+def call_service(client, request, timeout_s: float, stop: threading.Event):
+    """The response of one call from a node spun elsewhere (None if `stop` was set while waiting);
+    RuntimeError when the service is not up within 30 s or does not answer within `timeout_s`."""
+    if not client.wait_for_service(timeout_sec=30.0):
+        raise RuntimeError(f"{client.srv_name} did not come up within 30 s")
+    future = client.call_async(request)
+    deadline = time.monotonic() + timeout_s
+    while not future.done() and time.monotonic() < deadline and not stop.is_set():
+        time.sleep(0.01)
+    if future.done():
+        return future.result()
+    if stop.is_set():
+        return None
+    raise RuntimeError(f"{client.srv_name}: no response in {timeout_s:.0f} s")
+
+
 def run_episodes(context, runner, output_dir: Path, episodes: int | None, seed_start: int,
                  stop: threading.Event) -> list[dict]:
     """Start episodes one after another through /episode/start and wait for each one's SAVED event."""
@@ -110,17 +126,13 @@ def run_episodes(context, runner, output_dir: Path, episodes: int | None, seed_s
                                lambda e: saved.__setitem__(e.episode_id, e) if e.event == EpisodeEvent.SAVED else None,
                                EVENTS)
     client = runner.create_client(StartEpisode, "/episode/start")
-    if not client.wait_for_service(timeout_sec=30.0):
-        raise RuntimeError("/episode/start did not come up within 30 s")
     results, n = [], 0
     while not stop.is_set() and context.ok() and (episodes is None or n < episodes):
-        future = client.call_async(StartEpisode.Request(seed=seed_start + n))
-        deadline = time.monotonic() + 30.0
-        while not future.done() and time.monotonic() < deadline and not stop.is_set():
-            time.sleep(0.01)
-        response = future.result() if future.done() else None
-        if response is None or not response.success:
-            raise RuntimeError(f"/episode/start failed: {response.message if response else 'no response in 30 s'}")
+        response = call_service(client, StartEpisode.Request(seed=seed_start + n), 30.0, stop)
+        if response is None:
+            break  # stopped while waiting
+        if not response.success:
+            raise RuntimeError(f"/episode/start failed: {response.message}")
         deadline = time.monotonic() + EPISODE_TIMEOUT_S
         while response.episode_id not in saved and time.monotonic() < deadline and not stop.is_set():
             time.sleep(0.02)

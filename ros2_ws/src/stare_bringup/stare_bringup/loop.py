@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from stare_bringup.cli import DEFAULT_CHECKPOINT, RunningGraph, graph_params, run_episodes
+from stare_bringup.cli import DEFAULT_CHECKPOINT, RunningGraph, call_service, graph_params, run_episodes
 
 
 def parse_args(argv):
@@ -44,19 +44,6 @@ def parse_args(argv):
             args.eval_seed_start + args.eval_episodes > args.record_seed_start:
         p.error("the evaluation seeds overlap the recorded ones")
     return args
-
-
-def call_service(graph: RunningGraph, srv_type, name: str, request, timeout_s: float):
-    client = graph.runner.create_client(srv_type, name)
-    if not client.wait_for_service(timeout_sec=30.0):
-        raise RuntimeError(f"{name} did not come up within 30 s")
-    future = client.call_async(request)
-    deadline = time.monotonic() + timeout_s
-    while not future.done() and time.monotonic() < deadline and not graph.stop.is_set():
-        time.sleep(0.01)
-    if not future.done():
-        raise RuntimeError(f"{name}: no response in {timeout_s:.0f} s")
-    return future.result()
 
 
 def rate(results: list[dict]) -> dict:
@@ -107,8 +94,10 @@ def main(argv=None) -> int:
                 raise RuntimeError(f"stare-retrain exited with {run.returncode}")
             summary["retrain"] = json.loads(retrain_json.read_text())
             t_swap = time.perf_counter()
-            response = call_service(graph, LoadCheckpoint, "/policy_server/load_checkpoint",
-                                    LoadCheckpoint.Request(path=str(new)), timeout_s=300.0)
+            response = call_service(graph.runner.create_client(LoadCheckpoint, "/policy_server/load_checkpoint"),
+                                    LoadCheckpoint.Request(path=str(new)), 300.0, graph.stop)
+            if response is None:
+                raise RuntimeError("interrupted while the new checkpoint loaded")
             if not response.success:
                 raise RuntimeError(f"LoadCheckpoint {new}: {response.message}")
             summary["swap_seconds"] = round(time.perf_counter() - t_swap, 2)
