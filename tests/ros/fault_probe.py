@@ -13,6 +13,7 @@ Times are system-clock seconds: the stamps the server writes (its ROS clock) and
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -220,6 +221,9 @@ class StaleTrial:
     """Motion commands published when the stopped input was older than the threshold (must be 0)."""
     recovered_s: float
     """Stream resumed -> first motion command."""
+    inference_s: float = 0.0
+    """When the first hold is the tick in flight finding its inputs aged during inference: that
+    inference's duration (from its reason); else 0. A long one points at the process, not the check."""
 
 
 def stale_trial(robot: Robot, actions: Actions, kind: str, stale_s: float, period_s: float,
@@ -240,8 +244,9 @@ def stale_trial(robot: Robot, actions: Actions, kind: str, stale_s: float, perio
         robot.resume(kind)
     moving = [m for m in actions.between(threshold, resumed) if not m.held]
     back = actions.wait_moving(resumed, timeout_s)[0]
+    inference = re.search(r"after ([0-9.]+) s of inference", first.reason)
     return StaleTrial(kind, seconds(first.header.stamp) - threshold, first.reason, len(moving),
-                      seconds(back.header.stamp) - resumed)
+                      seconds(back.header.stamp) - resumed, float(inference.group(1)) if inference else 0.0)
 
 
 # -- e-stop --------------------------------------------------------------------------------------------

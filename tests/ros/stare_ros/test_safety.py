@@ -64,7 +64,7 @@ def test_dry_run_holds_but_reports_the_other_reasons():
 
 
 @pytest.mark.parametrize("bad", [dict(workspace_min=(1.0, 0, 0)), dict(stale_after_s=0.0), dict(act_on="sometimes"),
-                                 dict(base_pose=(0.0,) * 6), dict(arm_joints=("a",))])
+                                 dict(base_pose=(0.0,) * 6), dict(arm_joints=("a",)), dict(gil_switch_interval_s=-0.001)])
 def test_bad_parameters_are_refused(bad):
     with pytest.raises(ValueError):
         PolicyServerConfig(**bad)

@@ -90,6 +90,11 @@ class PolicyServerConfig(SafetyConfig):
     torch_threads: int = 0
     """Threads for the policy's tensor operations (`torch.set_num_threads`); 0: torch's default (one per
     core). On a small machine shared with the camera driver and other nodes, 1 can give a shorter tail."""
+    gil_switch_interval_s: float = 0.001
+    """Python's GIL switch interval for this node's process (`sys.setswitchinterval`, lowered, never
+    raised); 0 leaves Python's 5 ms. Inference is a chain of short torch calls that each give up the GIL
+    and then wait for it while subscription callbacks run on other threads: at 5 ms a tick of a small
+    policy took 0.5-1.8 s instead of 0.04 s beside a 50 Hz joint-state stream."""
     compile_policy: bool = False
     """Greedy actions through one `torch.compile`d graph (`VLAPolicy.compile`): about 2.5x faster on a
     CPU. The graph is compiled when the checkpoint loads, for the instruction the server starts with
@@ -116,6 +121,8 @@ class PolicyServerConfig(SafetyConfig):
         _positive("control_rate_hz", self.control_rate_hz)
         _positive("diagnostics_period_s", self.diagnostics_period_s)
         _positive("max_instruction_chars", self.max_instruction_chars)
+        if not 0 <= self.gil_switch_interval_s <= 0.1:
+            raise ValueError(f"gil_switch_interval_s must be in [0, 0.1] s, got {self.gil_switch_interval_s}")
         if self.max_future_stamp_s < 0:
             raise ValueError(f"max_future_stamp_s must be >= 0, got {self.max_future_stamp_s}")
         if self.torch_threads < 0:

@@ -30,6 +30,9 @@ class Tick:
     """Time spent in the policy."""
     rejections: int = -1
     """How many bad inputs the runner had seen when this tick read its inputs (-1: not a policy action)."""
+    inputs_stamp: float | None = None
+    """Stamp (s) of the older of the image and the joint state the policy acted on: what the last
+    staleness check, at publish, measures."""
 
 
 @dataclass
@@ -223,7 +226,7 @@ class PolicyRunner:
                                    image_stamp, seconds))
         tcp_base, _ = self.tcp.base(joints[:7])
         command = self.safety.filter(raw, tcp_base)
-        tick = Tick(command, raw, image_stamp, seconds, rejections)
+        tick = Tick(command, raw, image_stamp, seconds, rejections, min(image_stamp, joint_stamp))
         return self._held(tick) if command.held else self._ok(tick)
 
     def _held(self, tick: Tick) -> Tick:

@@ -4,6 +4,7 @@ raw and sent action (PolicyAction) and diagnostics; serves e-stop and LoadCheckp
 
 from __future__ import annotations
 
+import sys
 import threading
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -27,6 +28,8 @@ class PolicyServer(Node):
     def __init__(self, **kwargs):
         super().__init__("policy_server", **kwargs)
         self.config = cfg = declare_config(self, PolicyServerConfig)
+        if cfg.gil_switch_interval_s:
+            sys.setswitchinterval(min(sys.getswitchinterval(), cfg.gil_switch_interval_s))
         self.runner = PolicyRunner(cfg)
         topics = Topics()
         inputs, control, services = (MutuallyExclusiveCallbackGroup() for _ in range(3))
@@ -145,14 +148,15 @@ class PolicyServer(Node):
     def _publish_locked(self, tick: Tick) -> None:
         cfg = self.config
         command = tick.command
-        if self.runner.safety.estopped and not command.held:  # engaged while the policy ran
-            command = self.runner.safety.hold("e-stop")
+        if self.runner.safety.estopped and "e-stop" not in command.reasons:
+            # engaged while the policy ran: a tick that started before says so first, whatever else held it
+            command = self.runner.safety.hold("e-stop", *(command.reasons if command.held else []))
         if not command.held and tick.rejections != self.runner.rejections:  # a bad input came meanwhile
             command = self.runner.safety.hold("bad input while the policy ran")
         clock = self.get_clock().now()
-        if (not command.held and tick.observation_stamp is not None
-                and clock.nanoseconds * 1e-9 - tick.observation_stamp > cfg.stale_after_s):
-            command = self.runner.safety.hold("stale image at publish")  # the last check, on the clock
+        if (not command.held and tick.inputs_stamp is not None
+                and clock.nanoseconds * 1e-9 - tick.inputs_stamp > cfg.stale_after_s):
+            command = self.runner.safety.hold("stale inputs at publish")  # the last check, on the clock
         now = clock.to_msg()
         gripper = Float64(data=float(command.action[6]))
         twist = TwistStamped()
