@@ -85,15 +85,16 @@ def test_estop_during_motion_holds_from_the_next_tick_until_released(setup):
 
 def test_checkpoint_swap_during_motion_misses_no_tick(setup, tiny_checkpoint, repo_root):
     """Issue 7: the running policy_server switches to a new checkpoint through LoadCheckpoint without
-    dropping a control tick, and acts with the new policy from the answer on."""
+    dropping a control tick (the ticks during the load are holds), and acts with the new policy from the
+    answer on."""
     new = repo_root / SHIPPED
     old_raw, new_raw = setup.expected_raw(tiny_checkpoint), setup.expected_raw(new)
     assert not np.allclose(old_raw, new_raw, atol=1e-3), "the two checkpoints should act differently here"
     trial = swap_trial(setup.probe, setup.actions, str(new), PERIOD_S)
     assert trial.ok, trial.message
     assert setup.server.runner.checkpoint == str(new)
-    # Ticks keep coming while the new policy loads beside the running one: no interval at the swap is
-    # longer than a tick that waited for a busy core (the bound of the staleness tests)...
+    # Ticks keep coming (holds) while the new policy loads beside the running one: no interval at the swap
+    # is longer than a tick that waited for a busy core (the bound of the staleness tests)...
     assert trial.max_gap_swap_s <= PERIOD_S + SLACK_S, trial
     # ... the old policy acted until the swap, the new one after it (but for the tick in flight at the
     # answer, which read the old policy before the swap).

@@ -57,8 +57,9 @@ def test_control_rate_and_segmenter_hold_under_5x_images_and_1khz_joints(ros, ti
         assert w.image_age_violations == 0, w
     assert actions.out_of_limits(PolicyServerConfig()) == 0
     # the segmenter takes every sample at the control rate; at 1 kHz it keeps no backlog (it answers the
-    # marker behind the last sample within its queue's worth of time) and processes most of them
+    # marker behind the last sample within its queue's worth of time) and keeps up (its queue holds 0.25 s
+    # of samples; the bound leaves room for a machine busy with other jobs)
     processed, sent, lag = segmented["quiet"]
     assert processed == sent, segmented
     processed, sent, lag = segmented["loaded"]
-    assert lag < 1.0 and processed >= 0.5 * sent, segmented
+    assert lag < 1.0 and processed >= 0.95 * sent, segmented

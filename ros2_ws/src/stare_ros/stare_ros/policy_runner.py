@@ -5,6 +5,8 @@ from different executor threads; the policy runs outside the lock."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,6 +50,21 @@ def _load_policy(path: str, device: str):
     return VLAPolicy.load(path, device)
 
 
+@contextlib.contextmanager
+def no_full_collections():
+    """No full (generation-2) garbage collection inside: over a compiler's objects each one stops every
+    thread for 0.2-0.4 s, several times per compile. What is left at the end is frozen (`gc.freeze`:
+    kept, never scanned again) rather than collected in one more such pause; the peak memory is the
+    compile's either way."""
+    threshold = gc.get_threshold()
+    gc.set_threshold(threshold[0], threshold[1], 1_000_000_000)
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.set_threshold(*threshold)
+
+
 class PolicyRunner:
     def __init__(self, config: PolicyServerConfig, policy=None):
         self.config = config
@@ -66,6 +83,8 @@ class PolicyRunner:
         self.last_reason = ""
         self.ticks = self.held_ticks = 0
         self.last_held = False
+        self._loading = ""
+        """The checkpoint being loaded (and compiled), during which ticks hold."""
         if policy is None and config.checkpoint:
             from stare_policy.model import CheckpointError
 
@@ -83,16 +102,30 @@ class PolicyRunner:
             import torch
 
             torch.set_num_threads(self.config.torch_threads)
-        policy = _load_policy(path, self.config.device)
-        missing = [k for k in policy.processor.config.proprio_keys if k not in ("qpos", "tcp_pose", "goal_pos")]
-        if missing:
-            raise ValueError(f"checkpoint {path} needs proprio inputs this server cannot give: {missing}")
-        if self.config.compile_policy:
-            self._compile(policy, self._instruction or self._default_instruction(policy))
+        compiling = self.config.compile_policy
+        # The arm holds still, on time, until the new policy is in. Beside a load the running policy's tick
+        # is slow (each of its torch calls waits for the interpreter lock: 130-170 ms intervals, a missed
+        # tick, eager), and compiled it may not run at all: building and compiling another model can
+        # invalidate its guards (they cover process-wide state, e.g. transformers' registry of model
+        # classes), and its next call recompiles or waits for dynamo's compile lock (up to 14 s).
         with self._lock:
-            self.policy, self.checkpoint = policy, str(path)
-            if not self.config.instruction and not self._instruction:
-                self._instruction = self._default_instruction(policy)
+            self._loading = str(path)
+        try:
+            with no_full_collections() if compiling else contextlib.nullcontext():
+                policy = _load_policy(path, self.config.device)
+                missing = [k for k in policy.processor.config.proprio_keys
+                           if k not in ("qpos", "tcp_pose", "goal_pos")]
+                if missing:
+                    raise ValueError(f"checkpoint {path} needs proprio inputs this server cannot give: {missing}")
+                if compiling:
+                    self._compile(policy, self._instruction or self._default_instruction(policy))
+            with self._lock:
+                self.policy, self.checkpoint = policy, str(path)
+                if not self.config.instruction and not self._instruction:
+                    self._instruction = self._default_instruction(policy)
+        finally:
+            with self._lock:
+                self._loading = ""
 
     @staticmethod
     def _compile(policy, instruction: str) -> None:
@@ -163,6 +196,8 @@ class PolicyRunner:
             why.append("e-stop")
         if policy is None:
             why.append("no checkpoint loaded")
+        elif self._loading:
+            why.append(f"loading {self._loading}")
         # A policy failure holds its own tick only (and stays in the status until the policy answers again):
         # holding for it here would keep the policy from ever running again.
         why += [f"bad {kind}: {reason}" for kind, reason in bad.items() if kind != "policy"]

@@ -15,7 +15,7 @@ from std_msgs.msg import Float64
 from stare_interfaces.msg import EpisodeEvent, StageState
 from stare_policy.stages import ProprioSegmenter, stage_spec
 from stare_ros.config import StageSegmenterConfig, Topics
-from stare_ros.ros_common import EVENTS, RELIABLE, declare_config, diagnostics, run_node, to_seconds, to_stamp
+from stare_ros.ros_common import EVENTS, JOINT_STREAM, RELIABLE, declare_config, diagnostics, run_node, to_seconds, to_stamp
 
 
 class StageSegmenter(Node):
@@ -34,7 +34,7 @@ class StageSegmenter(Node):
         self._last: tuple[int, str] | None = None
         self.stage_pub = self.create_publisher(StageState, topics.stage_state, RELIABLE)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
-        self.create_subscription(JointState, topics.joint_states, self._on_joints, RELIABLE)
+        self.create_subscription(JointState, topics.joint_states, self._on_joints, JOINT_STREAM)
         self.create_subscription(Float64, topics.gripper, self._on_gripper, RELIABLE)
         self.create_subscription(EpisodeEvent, topics.episode_events, self._on_event, EVENTS)
         self.create_timer(1.0 / cfg.publish_rate_hz, self._on_timer)
