@@ -304,6 +304,11 @@ class SwapTrial:
     """Longest interval between consecutive PolicyActions that overlaps the swap."""
     max_gap_before_s: float
     """Longest interval in the `before_ticks` control periods before the swap."""
+    missed_ticks: int = 0
+    """Control periods without a command, from the last motion command before the call to the third
+    after the answer: the periods that span minus the commands in it. (An interval alone is no measure:
+    a hold is published at the start of its period, a motion command after inference, so a hold followed
+    by a motion command is up to period + inference apart with no period missed.)"""
     raw_before: list = field(default_factory=list)
     """Raw actions of the motion commands in that stretch."""
     raw_after: list = field(default_factory=list)
@@ -324,7 +329,7 @@ def swap_trial(node, actions: Actions, path: str, period_s: float, after_ticks: 
     response = call(node, LoadCheckpoint, "/policy_server/load_checkpoint", LoadCheckpoint.Request(path=str(path)),
                     timeout_s=timeout_s)
     answered = time.time()
-    actions.wait_moving(answered, 30.0, n=after_ticks)
+    moving_after = actions.wait_moving(answered, 30.0, n=max(after_ticks, 3))
     before = actions.between(called - (before_ticks + 1) * period_s, called - period_s)
     span = max(answered - called, 3 * period_s)
     # the intervals that overlap the swap: from the last publish before the call to the first after the answer
@@ -333,8 +338,13 @@ def swap_trial(node, actions: Actions, path: str, period_s: float, after_ticks: 
     lo = earlier[-1] if len(earlier) else called
     hi = later[0] if len(later) else answered
     inside = np.concatenate([[lo], stamps[(stamps > lo) & (stamps < hi)], [hi]])
+    moved_before = [seconds(m.header.stamp) for m in actions.between(called - span, called) if not m.held]
+    start = moved_before[-1] if moved_before else lo
+    end = sorted(seconds(m.header.stamp) for m in moving_after)[2]
+    commands = len(actions.between(start, end))  # the one at `start` excluded, the one at `end` included
+    missed = max(0, round((end - start) / period_s) - commands)
     return SwapTrial(response.success, response.message, answered - called,
-                     float(np.diff(inside).max(initial=0.0)), float(gaps(before).max(initial=0.0)),
+                     float(np.diff(inside).max(initial=0.0)), float(gaps(before).max(initial=0.0)), missed,
                      [list(m.raw) for m in before if not m.held],
                      [list(m.raw) for m in actions.since(answered) if not m.held])
 

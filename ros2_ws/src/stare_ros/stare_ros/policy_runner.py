@@ -50,6 +50,10 @@ def _load_policy(path: str, device: str):
     return VLAPolicy.load(path, device)
 
 
+LOAD_WAITS_FOR_TICK_S = 5.0
+"""The longest a load waits for the tick in flight (a policy call that hangs must not block swaps)."""
+
+
 @contextlib.contextmanager
 def no_full_collections():
     """No full (generation-2) garbage collection inside: over a compiler's objects each one stops every
@@ -71,6 +75,9 @@ class PolicyRunner:
         self.safety = SafetyLayer(config)
         self.tcp = TcpPose(config.base_pose)
         self._lock = threading.Lock()
+        self._acting = 0
+        """Ticks running the policy now; a load waits for them (`_idle`) before it starts."""
+        self._idle = threading.Condition(self._lock)
         self.policy, self.checkpoint = policy, ""
         self._image = self._image_stamp = None
         self._joints = self._joint_stamp = None
@@ -110,6 +117,8 @@ class PolicyRunner:
         # classes), and its next call recompiles or waits for dynamo's compile lock (up to 14 s).
         with self._lock:
             self._loading = str(path)
+            # and the tick in flight finishes first: beside the load it would take twice as long
+            self._idle.wait_for(lambda: self._acting == 0, timeout=LOAD_WAITS_FOR_TICK_S)
         try:
             with no_full_collections() if compiling else contextlib.nullcontext():
                 policy = _load_policy(path, self.config.device)
@@ -118,7 +127,8 @@ class PolicyRunner:
                 if missing:
                     raise ValueError(f"checkpoint {path} needs proprio inputs this server cannot give: {missing}")
                 if compiling:
-                    self._compile(policy, self._instruction or self._default_instruction(policy))
+                    policy.compile()
+                self._warm_up(policy, self._instruction or self._default_instruction(policy))
             with self._lock:
                 self.policy, self.checkpoint = policy, str(path)
                 if not self.config.instruction and not self._instruction:
@@ -128,10 +138,9 @@ class PolicyRunner:
                 self._loading = ""
 
     @staticmethod
-    def _compile(policy, instruction: str) -> None:
-        """Compile the greedy graph now, on an observation of the checkpoint's shapes, so that the first
-        control tick does not wait for it."""
-        policy.compile()
+    def _warm_up(policy, instruction: str) -> None:
+        """One action now, on an observation of the checkpoint's shapes: the first call of a policy is
+        slow (allocations; compiled, the compile itself), and no control tick should wait for it."""
         cfg = policy.processor.config
         proprio = {key: np.zeros(dim, np.float32) for key, dim in zip(cfg.proprio_keys, cfg.proprio_dims)}
         policy.act(np.zeros((*policy.processor.image_hw, 3), np.uint8), instruction, proprio)
@@ -238,6 +247,7 @@ class PolicyRunner:
             rejections = self._rejections
             if not why:
                 self._acted_stamp = image_stamp
+                self._acting += 1
         self.ticks += 1
         if why:
             return self._held(Tick(self.safety.hold(*why), None, None))
@@ -250,6 +260,10 @@ class PolicyRunner:
         except Exception as err:  # a policy failure must not take the node down: hold and report
             self.reject("policy", f"{type(err).__name__}: {err}")
             return self._held(Tick(self.safety.hold(f"policy failed: {err}"), None, image_stamp))
+        finally:
+            with self._lock:
+                self._acting -= 1
+                self._idle.notify_all()
         seconds = time.perf_counter() - start
         with self._lock:
             self.bad_input.pop("policy", None)
