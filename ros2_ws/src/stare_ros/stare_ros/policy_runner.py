@@ -127,6 +127,10 @@ class PolicyRunner:
                 if missing:
                     raise ValueError(f"checkpoint {path} needs proprio inputs this server cannot give: {missing}")
                 if compiling:
+                    import torch._inductor.config as inductor
+
+                    # one compile worker: the other core stays with the control loop (two missed a tick)
+                    inductor.compile_threads = 1
                     policy.compile()
                 self._warm_up(policy, self._instruction or self._default_instruction(policy))
             with self._lock:
