@@ -20,6 +20,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from sim_training.envs.worker_slots import WorkerSlots
 from sim_training.tasks import TaskSpec
 
 Act = Callable[[np.ndarray, dict[str, np.ndarray]], np.ndarray]
@@ -68,12 +69,10 @@ def run_async(env: gym.vector.AsyncVectorEnv, spec: TaskSpec, act: Act, seeds: l
     """Episodes on CPU workers, each worker taking the next seed as soon as its episode ends."""
     k = env.num_envs
     records = [EpisodeRecord(seed) for seed in seeds]
-    slot = list(range(min(k, len(seeds))))  # episode index each worker runs (-1: idle)
-    slot += [-1] * (k - len(slot))
-    next_episode = len([s for s in slot if s >= 0])
+    slots = WorkerSlots(len(seeds), k)
     stats, start = RolloutStats(), time.perf_counter()
-    obs, _ = env.reset(seed=[seeds[e] if e >= 0 else 0 for e in slot])
-    while any(e >= 0 for e in slot):
+    obs, _ = env.reset(seed=slots.seeds(seeds.__getitem__))
+    while slots.running:
         images, proprio = batched_inputs(obs, spec)
         t0 = time.perf_counter()
         actions = act(images, proprio)
@@ -81,9 +80,7 @@ def run_async(env: gym.vector.AsyncVectorEnv, spec: TaskSpec, act: Act, seeds: l
         obs, _, terminated, truncated, info = env.step(actions)
         success, stage = _flag(info, "success", k), _flag(info, "stage", k)
         done = np.zeros(k, dtype=bool)
-        for w, e in enumerate(slot):
-            if e < 0:
-                continue
+        for w, e in slots.active():
             rec = records[e]
             rec.length += 1
             stats.env_steps += 1
@@ -93,17 +90,12 @@ def run_async(env: gym.vector.AsyncVectorEnv, spec: TaskSpec, act: Act, seeds: l
                 rec.frames.append(np.asarray(images[w]).copy())
             rec.success = bool(success[w])
             done[w] = rec.success or bool(terminated[w]) or bool(truncated[w])
-        if done.any():
-            new_seeds = [0] * k
-            for w in np.flatnonzero(done):
-                if on_episode:
-                    on_episode(records[slot[w]])
-                slot[w] = next_episode if next_episode < len(seeds) else -1
-                if slot[w] >= 0:
-                    new_seeds[w] = seeds[slot[w]]
-                    next_episode += 1
+            if done[w] and on_episode:
+                on_episode(rec)
+        reset = slots.reassign(done)
+        if reset.any():
             t0 = time.perf_counter()
-            obs, _ = env.reset(seed=new_seeds, options={"reset_mask": done})
+            obs, _ = env.reset(seed=slots.seeds(seeds.__getitem__, reset), options={"reset_mask": reset})
             stats.reset_seconds += time.perf_counter() - t0
     stats.seconds = time.perf_counter() - start
     return records, stats

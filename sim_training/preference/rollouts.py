@@ -19,6 +19,7 @@ import torch
 from sim_training.data import Episode
 from sim_training.demos.expert import _StepLog
 from sim_training.envs import make_env
+from sim_training.envs.worker_slots import WorkerSlots
 from sim_training.envs.observation import fill_absent_goal_inputs, policy_inputs
 from sim_training.tasks import TaskSpec, get_task
 from stare_policy.model.vla import Temperature, per_dimension
@@ -107,36 +108,31 @@ def vector_rollouts(policy, task: str | TaskSpec, jobs: list[tuple[int, int]], w
     k = min(workers, len(jobs))
     env = make_vector_env(spec, k, wrap=functools.partial(_logged, spec=spec), max_episode_steps=max_steps)
     try:
-        slot = list(range(k))
-        next_job, steps, success = k, [0] * k, [False] * k
-        obs, _ = env.reset(seed=[jobs[j][0] for j in slot])
-        while any(j >= 0 for j in slot):
+        slots = WorkerSlots(len(jobs), k)
+        seed_of = lambda j: jobs[j][0]  # noqa: E731
+        steps, success = [0] * k, [False] * k
+        obs, _ = env.reset(seed=slots.seeds(seed_of))
+        while slots.running:
             images, proprio = batched_inputs(obs, spec)
             proprio = fill_absent_goal_inputs(proprio, cfg.proprio_keys, cfg.proprio_dims, spec)
             actions = policy.act(images, instruction, proprio, temperature=temperature, generator=generator)
             obs, _, terminated, truncated, info = env.step(np.asarray(actions, np.float32))
             won = np.asarray(info["success"]).reshape(k).astype(bool)
             done = np.zeros(k, dtype=bool)
-            for w, j in enumerate(slot):
-                if j < 0:
-                    continue
+            for w, _ in slots.active():
                 steps[w] += 1
                 success[w] = bool(won[w])
                 done[w] = success[w] or steps[w] >= max_steps or bool(terminated[w]) or bool(truncated[w])
             if not done.any():
                 continue
             logs = env.call("episode")
-            new_seeds = [0] * k
             for w in np.flatnonzero(done):
-                job = jobs[slot[w]]
-                yield Episode(logs[w], job[0], instruction, success[w],
-                              {"rollout": job[1], "temperature": temperature, "workers": k})
-                slot[w], steps[w], success[w] = (next_job if next_job < len(jobs) else -1), 0, False
-                if slot[w] >= 0:
-                    new_seeds[w] = jobs[slot[w]][0]
-                    next_job += 1
-            reset = done & np.array([j >= 0 for j in slot])
+                seed, index = jobs[slots.job[w]]
+                yield Episode(logs[w], seed, instruction, success[w],
+                              {"rollout": index, "temperature": temperature, "workers": k})
+                steps[w], success[w] = 0, False
+            reset = slots.reassign(done)
             if reset.any():
-                obs, _ = env.reset(seed=new_seeds, options={"reset_mask": reset})
+                obs, _ = env.reset(seed=slots.seeds(seed_of, reset), options={"reset_mask": reset})
     finally:
         env.close()
