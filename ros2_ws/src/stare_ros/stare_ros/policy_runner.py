@@ -255,11 +255,11 @@ class PolicyRunner:
         self.ticks += 1
         if why:
             return self._held(Tick(self.safety.hold(*why), None, None))
-        proprio = {"qpos": joints.astype(np.float32), "tcp_pose": self.tcp.world(joints[:7])}
-        if goal is not None:
-            proprio["goal_pos"] = goal
         start = time.perf_counter()
-        try:
+        try:  # from the count above on, every exit must pass the `finally` that takes it back
+            proprio = {"qpos": joints.astype(np.float32), "tcp_pose": self.tcp.world(joints[:7])}
+            if goal is not None:
+                proprio["goal_pos"] = goal
             raw = np.asarray(policy.act(image, instruction, proprio), np.float32)
         except Exception as err:  # a policy failure must not take the node down: hold and report
             self.reject("policy", f"{type(err).__name__}: {err}")
