@@ -64,18 +64,48 @@ def markdown(pipe: Pipeline, rows: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+SUCCESS_WINDOW = 20
+"""PPO's curve: success over the last this many ended episodes (an iteration ends only a few)."""
+UPDATE_WINDOW = 10
+"""TPO's curves: loss and accuracy averaged over the last this many updates (one pair batch each)."""
+
+
+def windowed_success(rows: list[dict], window: int = SUCCESS_WINDOW) -> list[tuple[int, float]]:
+    """(env steps, success rate over the last `window` episodes ended by then), from PPO's progress rows."""
+    ended: list[tuple[int, float]] = []  # (episodes, successes) per iteration that ended any
+    points = []
+    for row in rows:
+        if row.get("episodes") and row.get("success_rate") is not None:
+            ended.append((row["episodes"], row["success_rate"] * row["episodes"]))
+        episodes = successes = 0.0
+        for n, won in reversed(ended):
+            episodes, successes = episodes + n, successes + won
+            if episodes >= window:
+                break
+        if episodes:
+            points.append((row["env_steps"], successes / episodes))
+    return points
+
+
+def moving_average(points: list[tuple[float, float]], window: int = UPDATE_WINDOW) -> list[tuple[float, float]]:
+    """Each point's y replaced by the mean of the last `window` ys up to it."""
+    ys = [y for _, y in points]
+    return [(x, sum(ys[max(0, i + 1 - window): i + 1]) / min(window, i + 1)) for i, (x, _) in enumerate(points)]
+
+
 def learning_curves(pipe: Pipeline) -> list[Path]:
     """PNGs of the interaction and preference phases' progress, the stage-aware variant beside its baseline
-    wherever both ran."""
+    wherever both ran: PPO's success over its last ended episodes against env steps; TPO's loss and
+    preference accuracy against updates, raw (faint) and as a moving average."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     written = []
-    groups = [("ppo", [p for p in pipe.phases if p.kind in INTERACTION], "env_steps", ["success_rate"]),
-              ("tpo", [p for p in pipe.phases if p.kind in PREFERENCE], "step", ["loss", "accuracy"])]
-    for name, phases, x, ys in groups:
+    groups = [("ppo", [p for p in pipe.phases if p.kind in INTERACTION], ["success_rate"]),
+              ("tpo", [p for p in pipe.phases if p.kind in PREFERENCE], ["loss", "accuracy"])]
+    for name, phases, ys in groups:
         runs = {p.name: _read_jsonl(pipe.checkpoint(p.chain) / "progress.jsonl") for p in phases}
         runs = {k: v for k, v in runs.items() if v}
         if not runs:
@@ -83,11 +113,18 @@ def learning_curves(pipe: Pipeline) -> list[Path]:
         fig, axes = plt.subplots(1, len(ys), figsize=(5.5 * len(ys), 3.8), squeeze=False)
         for ax, y in zip(axes[0], ys):
             for run, rows in runs.items():
-                points = [(r[x], r[y]) for r in rows if r.get(y) is not None]
+                if name == "ppo":
+                    points = windowed_success(rows)
+                    if points:
+                        ax.plot(*zip(*points), marker=".", label=run)
+                    continue
+                points = [(r["step"], r[y]) for r in rows if r.get(y) is not None]
                 if points:
-                    ax.plot(*zip(*points), marker=".", label=run)
-            ax.set_xlabel("env steps" if x == "env_steps" else "update")
-            ax.set_ylabel(y.replace("_", " "))
+                    line, = ax.plot(*zip(*points), alpha=0.25, linewidth=0.8)
+                    ax.plot(*zip(*moving_average(points)), color=line.get_color(), label=run)
+            ax.set_xlabel("env steps" if name == "ppo" else "update")
+            ax.set_ylabel(f"success, last {SUCCESS_WINDOW} episodes" if name == "ppo"
+                          else f"{y} ({UPDATE_WINDOW}-update mean)")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
         fig.suptitle(f"{pipe.cfg.task}: {'PPO vs StA-PPO' if name == 'ppo' else 'TPO vs StA-TPO'}")

@@ -75,3 +75,20 @@ def test_a_failed_phase_is_retried_on_a_rerun_and_blocks_only_what_needs_it(tmp_
     pipe.record("sft")["status"] = "failed"
     blocked = {p.name: pipe._blocked_by(p) for p in pipe.phases}
     assert blocked["sft"] is None and blocked["rollouts"] == blocked["eval:sft"] == "sft"
+
+
+def test_ppo_success_is_taken_over_the_last_ended_episodes_not_per_iteration():
+    from sim_training.ipi.report import windowed_success
+
+    rows = [{"env_steps": 100, "episodes": 0, "success_rate": None},
+            {"env_steps": 200, "episodes": 2, "success_rate": 0.5},
+            {"env_steps": 300, "episodes": 2, "success_rate": 1.0},
+            {"env_steps": 400, "episodes": 1, "success_rate": 0.0}]
+    assert windowed_success(rows, window=20) == [(200, 0.5), (300, 0.75), (400, 0.6)]
+    assert windowed_success(rows, window=3) == [(200, 0.5), (300, 0.75), (400, 2 / 3)]  # whole iterations
+
+
+def test_the_moving_average_starts_with_what_it_has():
+    from sim_training.ipi.report import moving_average
+
+    assert moving_average([(1, 0.0), (2, 1.0), (3, 1.0), (4, 0.0)], window=2) == [(1, 0.0), (2, 0.5), (3, 1.0), (4, 0.5)]
