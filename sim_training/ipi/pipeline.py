@@ -1,7 +1,8 @@
 """The IPI run: a plan of phases (train, roll out, evaluate), each run by its own command in this process,
 each recorded in `<out>/ipi.json` when it completes, so a rerun after a kill skips what is done and the
 interrupted phase resumes from its own last checkpoint (SFT, TPO and PPO resume; rollouts and evaluations
-restart).
+restart). A rerun with a changed config redoes only the phases whose result the change can alter (a new
+`tpo.lr` redoes the preference phases and everything after them, and keeps SFT, the rollouts and PPO).
 
 Layout of `<out>`:
     ipi.json                 config, methods, and per phase: status, seconds, env steps
@@ -31,6 +32,11 @@ STATE_FILE = "ipi.json"
 RESUME_FREE = ("eval.workers", "eval.compile")
 """Config keys a resumed run may change: they do not change any result."""
 
+_SECTION = {"rollouts": "rollouts.", "tpo": "tpo.", "sta-tpo": "tpo.", "ppo": "ppo.", "sta-ppo": "ppo.",
+            "eval": "eval."}
+"""The config section each kind of phase reads (a TPO phase also reads the rollouts' temperatures)."""
+_SFT_KEYS = ("task", "demos", "sft_checkpoint", "sft.")
+
 
 @dataclass(frozen=True)
 class Phase:
@@ -53,6 +59,22 @@ def plan(methods: list[str] | tuple[str, ...]) -> list[Phase]:
         name = chain_name(chain)
         phases += [Phase(name, chain[-1], chain), Phase(f"eval:{name}", "eval", chain)]
     return phases
+
+
+def depends_on(phase: Phase) -> tuple[str, ...]:
+    """The config keys (a trailing '.' names a whole section) that can change a phase's result: its own
+    section's and those of every phase its checkpoint comes from."""
+    keys = list(_SFT_KEYS)
+    if phase.kind == "rollouts" or (phase.chain and phase.chain[0] in PREFERENCE):
+        keys.append(_SECTION["rollouts"])
+    keys += [_SECTION[kind] for kind in phase.chain]
+    if phase.kind == "eval":
+        keys.append(_SECTION["eval"])
+    return tuple(dict.fromkeys(keys))
+
+
+def _affects(changed: list[str], keys: tuple[str, ...]) -> bool:
+    return any(c == k or (k.endswith(".") and c.startswith(k)) for c in changed for k in keys)
 
 
 def _flatten(data: dict, prefix: str = "") -> dict[str, object]:
@@ -80,9 +102,12 @@ class Pipeline:
             state = json.loads(path.read_text())
             before, now = _flatten(state["config"]), _flatten(config)
             changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k) and k not in RESUME_FREE)
+            stale = [p.name for p in self.phases if p.name in state["phases"] and _affects(changed, depends_on(p))]
+            for name in stale:  # redone from scratch: its output was made under the old config
+                state["phases"][name] = {"status": "pending", "seconds": 0.0, "restart": True}
             if changed:
-                raise ConfigError(f"{self.out} holds an IPI run with another config (changed: {', '.join(changed)}); "
-                                  "pass --overwrite or use another --out")
+                self.log(f"stare-ipi: config changed ({', '.join(changed)}); redoing "
+                         f"{', '.join(stale) if stale else 'no finished phase'}")
             state["config"] = config
             return state
         if self.out.exists() and any(self.out.iterdir()) and not path.is_file() and not overwrite:
@@ -126,12 +151,14 @@ class Pipeline:
 
     # -- phases ----------------------------------------------------------------------------------------------
     def _argv(self, phase: Phase, configs: dict[str, Path]) -> tuple[Callable[[list[str]], int], list[str]]:
-        cfg, quiet = self.cfg, ["--quiet"] if self.quiet else []
+        cfg, flags = self.cfg, ["--quiet"] if self.quiet else []
+        if self.record(phase.name).get("restart") and phase.kind in ("sft", *PREFERENCE, *INTERACTION):
+            flags.append("--overwrite")  # a checkpoint of the old config: never resumed
         if phase.kind == "sft":
             from sim_training.train.cli import main
 
             return main, ["sft", "--data", *cfg.demos, "--out", str(self.checkpoint(())), "--config",
-                          str(configs["sft"]), *quiet]
+                          str(configs["sft"]), *flags]
         if phase.kind == "rollouts":
             from sim_training.preference.cli import main
 
@@ -142,24 +169,24 @@ class Pipeline:
                           str(self.out / "rollouts"), "--overwrite",
                           *(["--max-steps", str(r.max_steps)] if r.max_steps else []),
                           *(["--gripper-temperature", str(r.gripper_temperature)]
-                            if r.gripper_temperature is not None else []), *quiet]
+                            if r.gripper_temperature is not None else []), *flags]
         if phase.kind in PREFERENCE:
             from sim_training.train.cli import main
 
             return main, [phase.kind, "--checkpoint", str(self.checkpoint(())), "--data", str(self.out / "rollouts"),
-                          "--out", str(self.checkpoint(phase.chain)), "--config", str(configs["tpo"]), *quiet]
+                          "--out", str(self.checkpoint(phase.chain)), "--config", str(configs["tpo"]), *flags]
         if phase.kind in INTERACTION:
             from sim_training.train.cli import main
 
             return main, [phase.kind, "--checkpoint", str(self.checkpoint(phase.chain[:-1])), "--task", cfg.task,
-                          "--out", str(self.checkpoint(phase.chain)), "--config", str(configs["ppo"]), *quiet]
+                          "--out", str(self.checkpoint(phase.chain)), "--config", str(configs["ppo"]), *flags]
         from sim_training.evaluation.cli import main
 
         e, name = cfg.eval, chain_name(phase.chain)
         return main, ["--checkpoint", str(self.checkpoint(phase.chain)), "--task", cfg.task, "--episodes",
                       str(e.episodes), "--seed-start", str(e.seed_start), "--workers", str(e.workers), "--out",
                       str(self.out / "eval" / name), "--json", str(self.eval_json(phase.chain)),
-                      *(["--compile"] if e.compile else []), *quiet]
+                      *(["--compile"] if e.compile else []), *flags]
 
     def _env_steps(self, phase: Phase) -> int:
         """Simulator steps the phase took: the rollouts' lengths, or PPO's own count."""
@@ -220,5 +247,6 @@ class Pipeline:
             else:
                 rec.update(status="done", env_steps=self._env_steps(phase))
                 rec.pop("reason", None)
+                rec.pop("restart", None)
             self._save()
         return 1 if failed else 0

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from sim_training.ipi.cli import main as ipi_main
-from sim_training.ipi.config import IPIConfig
+from sim_training.ipi.config import EvalSection, IPIConfig, RolloutsSection
 from stare_policy.typed_config import to_dict
 from sim_training.ipi.methods import METHODS, label, phase_chains
 from sim_training.ipi.pipeline import Pipeline, plan
@@ -54,14 +54,49 @@ def test_bad_configs_are_refused_with_the_key_named(tmp_path, capsys, args, mess
     assert not (tmp_path / "run").exists(), "nothing is written for a refused config"
 
 
-def test_a_resumed_run_must_keep_its_config(tmp_path, capsys):
-    out = tmp_path / "run"
+def _finished_run(out, cfg) -> None:
     out.mkdir()
-    before = IPIConfig(task="PickCube-v1", sft_checkpoint=str(tmp_path), tpo={"steps": 5})
-    (out / "ipi.json").write_text(json.dumps({"config": to_dict(before), "phases": {}}))
-    common = ["--out", str(out), "--task", "PickCube-v1", "--sft-checkpoint", str(tmp_path)]
-    assert ipi_main([*common, "tpo.steps=6"]) == 1
-    assert "another config (changed: tpo.steps)" in capsys.readouterr().err
+    phases = {p.name: {"status": "done", "seconds": 1.0} for p in plan(list(METHODS))}
+    (out / "ipi.json").write_text(json.dumps({"config": to_dict(cfg), "phases": phases}))
+
+
+def _redone(out, cfg) -> dict[str, bool]:
+    pipe = Pipeline(cfg, out, list(METHODS), log=lambda text: None)
+    return {name: rec["status"] != "done" for name, rec in pipe.state["phases"].items()}
+
+
+def test_a_changed_config_redoes_only_the_phases_it_can_change(tmp_path):
+    before = IPIConfig(task="PickCube-v1", sft_checkpoint=str(tmp_path), tpo={"lr": 2e-5})
+    _finished_run(tmp_path / "tpo", before)
+    redone = _redone(tmp_path / "tpo", IPIConfig(task="PickCube-v1", sft_checkpoint=str(tmp_path), tpo={"lr": 3e-6}))
+    assert sorted(n for n, r in redone.items() if r) == sorted(
+        f"{e}{c}" for e in ("", "eval:") for c in ("sft+tpo", "sft+sta-tpo", "sft+tpo+ppo", "sft+sta-tpo+sta-ppo"))
+
+    _finished_run(tmp_path / "eval", before)
+    redone = _redone(tmp_path / "eval", IPIConfig(task="PickCube-v1", sft_checkpoint=str(tmp_path),
+                                                  tpo={"lr": 2e-5}, eval=EvalSection(episodes=7)))
+    assert all(r == name.startswith("eval:") for name, r in redone.items())
+
+    _finished_run(tmp_path / "rollouts", before)
+    redone = _redone(tmp_path / "rollouts", IPIConfig(task="PickCube-v1", sft_checkpoint=str(tmp_path),
+                                                      tpo={"lr": 2e-5}, rollouts=RolloutsSection(per_state=2)))
+    assert redone["rollouts"] and redone["eval:sft+sta-tpo+sta-ppo"]
+    assert not redone["sft+ppo"] and not redone["eval:sft"]
+
+    _finished_run(tmp_path / "free", before)
+    assert not any(_redone(tmp_path / "free", IPIConfig(task="PickCube-v1", sft_checkpoint=str(tmp_path),
+                                                        tpo={"lr": 2e-5}, eval=EvalSection(workers=1))).values())
+
+
+def test_a_redone_checkpoint_is_trained_afresh_not_resumed(tmp_path):
+    _finished_run(tmp_path / "run", IPIConfig(task="PickCube-v1", sft_checkpoint=str(tmp_path), ppo={"lr": 1e-6}))
+    pipe = Pipeline(IPIConfig(task="PickCube-v1", sft_checkpoint=str(tmp_path), ppo={"lr": 2e-6}), tmp_path / "run",
+                    list(METHODS), log=lambda text: None)
+    configs = pipe._write_configs()
+    argv = {p.name: pipe._argv(p, configs)[1] for p in pipe.phases if p.kind != "sft"}
+    assert "--overwrite" in argv["sft+ppo"] and "--overwrite" in argv["sft+tpo+ppo"]
+    assert "--overwrite" not in argv["eval:sft+ppo"]
+    assert pipe.record("sft+tpo")["status"] == "done", "TPO does not read the PPO section"
 
 
 def test_a_failed_phase_is_retried_on_a_rerun_and_blocks_only_what_needs_it(tmp_path):
