@@ -2,8 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
-# The policy `make demo` deploys (trained by `stare-train sft`; stare-bringup says how if it is missing).
-CHECKPOINT ?= checkpoints/pick-cube-sft
+# The policy `make demo` deploys: the shipped IPI checkpoint (checkpoints/README.md).
+CHECKPOINT ?= checkpoints/pick-cube-ipi
 EPISODES ?= 5
 
 .PHONY: setup demo test clean
