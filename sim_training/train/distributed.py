@@ -7,6 +7,7 @@ wrap the model in DistributedDataParallel. Without torchrun everything here is a
 from __future__ import annotations
 
 import os
+from collections import deque
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +29,19 @@ class Dist:
     @property
     def enabled(self) -> bool:
         return self.world > 1
+
+
+_RECENT_COLLECTIVES: deque = deque(maxlen=16)
+"""The tensors of the last 16 small collectives, kept alive by Python. A gloo worker thread drops its reference
+to a finished collective's tensors after `wait()` has returned; if that is the last reference, it needs the
+GIL to free the tensor's Python object, while holding the process group's lock. If the main thread is then
+destroying the process group (which joins those threads, GIL held), both wait forever: seen as a hang at
+exit of a 2-rank `torchrun` SFT run. With Python still holding the tensors, the worker frees nothing. They
+are small (counts, metrics, fingerprints) and stay until the process exits, after the process group."""
+
+
+def _hold(*tensors: object) -> None:
+    _RECENT_COLLECTIVES.append(tensors)
 
 
 def setup(device: torch.device) -> Dist:
@@ -61,6 +75,7 @@ def all_sum(values: torch.Tensor, d: Dist) -> torch.Tensor:
     """Element-wise sum over ranks (pass sums and counts, then divide, for sample-weighted means)."""
     if d.enabled:
         values = values.to(d.device, copy=True)
+        _hold(values)
         dist.all_reduce(values)
         values = values.cpu()
     return values
@@ -70,6 +85,7 @@ def all_max(values: torch.Tensor, d: Dist) -> torch.Tensor:
     """Element-wise maximum over ranks."""
     if d.enabled:
         values = values.to(d.device, copy=True)
+        _hold(values)
         dist.all_reduce(values, op=dist.ReduceOp.MAX)
         values = values.cpu()
     return values
@@ -80,11 +96,14 @@ def gather_rows(rows: torch.Tensor, d: Dist) -> torch.Tensor:
     if not d.enabled:
         return rows
     counts = [torch.zeros(1, dtype=torch.long, device=d.device) for _ in range(d.world)]
-    dist.all_gather(counts, torch.tensor([len(rows)], device=d.device))
+    mine = torch.tensor([len(rows)], device=d.device)
+    _hold(counts, mine)
+    dist.all_gather(counts, mine)
     longest = max(int(c) for c in counts)
     padded = torch.zeros((longest, *rows.shape[1:]), dtype=rows.dtype, device=d.device)
     padded[: len(rows)] = rows.to(d.device)
     parts = [torch.empty_like(padded) for _ in range(d.world)]
+    _hold(parts, padded)
     dist.all_gather(parts, padded)
     return torch.cat([part[: int(c)] for part, c in zip(parts, counts)]).cpu()
 
@@ -125,7 +144,7 @@ def average_gradients(params: list[torch.nn.Parameter], d: Dist, mean: bool = Tr
     if not grads:
         return
     flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
+    dist.all_reduce(flat)  # not held (model-sized): the small collectives that follow each update are
     if mean:
         flat /= d.world
     offset = 0
