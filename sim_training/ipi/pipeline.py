@@ -218,6 +218,7 @@ class Pipeline:
             rec = self.record(phase.name)
             if phase.kind == "sft" and self.cfg.sft_checkpoint:
                 rec.update(status="done", given=self.cfg.sft_checkpoint)
+                rec.pop("restart", None)
             if rec["status"] == "done":
                 continue
             blocker = self._blocked_by(phase)

@@ -144,7 +144,7 @@ def average_gradients(params: list[torch.nn.Parameter], d: Dist, mean: bool = Tr
     if not grads:
         return
     flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)  # not held (model-sized): the small collectives that follow each update are
+    dist.all_reduce(flat)  # not held: model-sized, and the small (held) collectives after each update end a run
     if mean:
         flat /= d.world
     offset = 0
