@@ -13,6 +13,7 @@ action token (RL4VLA). The same code runs the small and the large backbone.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +27,13 @@ from stare_policy.model.config import VLAConfig
 
 Temperature = float | tuple[float, ...]
 """One sampling temperature for every action token, or one per action dimension (D values)."""
+
+
+def cache_keyword(language_model: nn.Module) -> str:
+    """The name of the KV-cache argument: `cache` in recent transformers, `past_key_values` before. The
+    wrong one would not fail: the model's **kwargs would swallow it, and every action token after the first
+    would be decoded without the prefix."""
+    return "cache" if "cache" in inspect.signature(language_model.forward).parameters else "past_key_values"
 
 
 def per_dimension(temperature: Temperature, action_dim: int) -> tuple[float, ...]:
@@ -109,6 +117,7 @@ class VLA(nn.Module):
         for module in (self.proprio_proj, self.value_head):
             if module is not None:
                 module.to(dtype)
+        self._cache_keyword = cache_keyword(self.language_model)
 
     # -- pieces -------------------------------------------------------------------------------------------
     @property
@@ -181,8 +190,8 @@ class VLA(nn.Module):
             inputs_embeds=embeds,
             attention_mask=None if mask is None else mask.long(),
             position_ids=positions,
-            cache=cache,
             use_cache=cache is not None,
+            **{self._cache_keyword: cache},
         )
         return out.last_hidden_state
 
