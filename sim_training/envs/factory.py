@@ -13,6 +13,7 @@ from typing import Any, Callable
 import gymnasium as gym
 
 from sim_training.envs.assets import require_assets
+from sim_training.envs.gpu_physics import GPU_SIM_BACKENDS, render_backend, require_gpu_simulation
 from sim_training.envs.reveal import RevealActors
 from sim_training.tasks import TaskSpec, get_task
 
@@ -25,14 +26,12 @@ def env_kwargs(spec: TaskSpec, **overrides: Any) -> dict[str, Any]:
         max_episode_steps=spec.max_episode_steps,
         sensor_configs={spec.camera.name: spec.camera.sensor_config()},
         sim_backend="cpu",
-        render_backend="cpu",
     )
     if spec.accepts_robot_choice:
         kwargs["robot_uids"] = spec.robot
     kwargs.update(spec.env_kwargs)
     kwargs.update({key: value for key, value in overrides.items() if value is not None})
-    if kwargs["sim_backend"] in ("gpu", "physx_cuda"):
-        kwargs["render_backend"] = overrides.get("render_backend") or "gpu"
+    kwargs["render_backend"] = overrides.get("render_backend") or render_backend(kwargs["sim_backend"])
     return kwargs
 
 
@@ -43,9 +42,12 @@ def make_env(task: str | TaskSpec, *, cpu_gym: bool = False, **overrides: Any) -
     """
     spec = get_task(task)
     require_assets(spec)
+    kwargs = env_kwargs(spec, **overrides)
+    if kwargs["sim_backend"] in GPU_SIM_BACKENDS:
+        require_gpu_simulation()
     import mani_skill.envs  # noqa: F401  (registers the env ids)
 
-    env = gym.make(spec.env_id, **env_kwargs(spec, **overrides))
+    env = gym.make(spec.env_id, **kwargs)
     if spec.revealed_actors:
         env = RevealActors(env, spec.revealed_actors)
     if cpu_gym:
@@ -83,7 +85,7 @@ def make_vector_env(
     spec = get_task(task)
     if num_envs <= 0:
         raise ValueError(f"num_envs must be positive, got {num_envs}")
-    if sim_backend in ("gpu", "physx_cuda"):
+    if sim_backend in GPU_SIM_BACKENDS:
         from mani_skill.vector.wrappers.gymnasium import ManiSkillVectorEnv
 
         env = make_env(spec, num_envs=num_envs, sim_backend="gpu", **overrides)

@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from sim_training.envs.assets import MissingAssetsError
+    from sim_training.envs.gpu_physics import GpuSimulationError
     from sim_training.evaluation.evaluate import evaluate
     from sim_training.evaluation.report import bar_plot, markdown_table, write_json
     from stare_policy.model import CheckpointError, PolicyInputError
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             summary.extra = {"checkpoint": str(args.checkpoint), "date": time.strftime("%Y-%m-%d"), **summary.extra}
             write_json(out / f"{task}.json", summary.to_dict())
             summaries.append(summary)
-    except (CheckpointError, PolicyInputError, MissingAssetsError) as err:
+    except (CheckpointError, PolicyInputError, MissingAssetsError, GpuSimulationError) as err:
         print(f"stare-eval: error: {err}", file=sys.stderr)
         return 1
     table = markdown_table(summaries)

@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stare-train: error: unknown algorithm {name!r}; choose from {', '.join(ALGORITHMS)}", file=sys.stderr)
         return 2
     from sim_training.data import DatasetError
+    from sim_training.envs.gpu_physics import GpuSimulationError
     from sim_training.train import TrainError
     from sim_training.train.state import TrainStateError
     from stare_policy.model import CheckpointError, MissingStatisticsError
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return module.main(rest)
     except (ConfigError, DatasetError, CheckpointError, TrainStateError, MissingStatisticsError, FileNotFoundError,
-            TrainError) as err:
+            TrainError, GpuSimulationError) as err:
         print(f"stare-train {name}: error: {err}", file=sys.stderr)
         return 1
 

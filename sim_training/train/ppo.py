@@ -33,8 +33,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from sim_training.envs.gpu_physics import GPU_SIM_BACKENDS
 from sim_training.train import TrainError, distributed
-from sim_training.train.ppo_envs import GPU_BACKENDS, EnvStepper, Episode, make_rl_envs
+from sim_training.train.ppo_envs import EnvStepper, Episode, make_rl_envs
 from sim_training.train.state import load_optimizer, read_train_state, save_train_state
 from stare_policy.model import checkpoint
 from stare_policy.model.vla import Temperature, action_temperature
@@ -286,7 +287,7 @@ def _check(cfg: PPOConfig) -> None:
         raise PPOError(f"gripper_temperature must be >= 0 or null, got {cfg.gripper_temperature}")
     if not 0 < cfg.gamma <= 1 or not 0 <= cfg.gae_lambda <= 1:
         raise PPOError("gamma must be in (0, 1] and gae_lambda in [0, 1]")
-    if cfg.sim_backend not in ("cpu", *GPU_BACKENDS):
+    if cfg.sim_backend not in ("cpu", *GPU_SIM_BACKENDS):
         raise PPOError(f"sim_backend must be 'cpu' or 'gpu', got {cfg.sim_backend!r}")
     if cfg.max_episode_steps is not None and cfg.max_episode_steps <= 0:
         raise PPOError("max_episode_steps must be positive (or null for the task's)")
@@ -340,7 +341,7 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
     if cfg.num_envs % d.world or cfg.minibatch_size % d.world:
         raise PPOError(f"num_envs ({cfg.num_envs}) and minibatch_size ({cfg.minibatch_size}) must be divisible by "
                        f"the {d.world} data-parallel ranks")
-    if cfg.sim_backend in GPU_BACKENDS and device.type != "cuda":
+    if cfg.sim_backend in GPU_SIM_BACKENDS and device.type != "cuda":
         raise PPOError("sim_backend=gpu needs CUDA (and the policy on it); this machine has none: use sim_backend=cpu")
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)

@@ -31,8 +31,6 @@ from sim_training.envs.shaped_reward import ShapedReward
 from sim_training.evaluation.rollout import batched_inputs
 from sim_training.tasks import TaskSpec
 
-GPU_BACKENDS = ("gpu", "physx_cuda")
-
 
 def _rewards(env: gym.Env, *, grasp_actor: str | None, stage_aware: bool, gamma: float) -> gym.Env:
     env = GraspSuccessReward(env, grasp_actor)
