@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from sim_training.train import TrainError
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -54,9 +56,14 @@ def setup(device: torch.device) -> Dist:
 
 
 def pick_device(name: str) -> torch.device:
+    """'auto', 'cpu' or 'cuda' (this rank's GPU under torchrun) as a torch device."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda"):
+        raise TrainError(f"device must be 'auto', 'cpu' or 'cuda', got {name!r}")
     if name == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainError("device=cuda, but torch sees no CUDA GPU on this machine: use device=cpu (or auto)")
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         return torch.device("cuda", local)

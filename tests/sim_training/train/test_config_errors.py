@@ -90,12 +90,24 @@ def test_bad_ipi_config_files_are_one_line(tmp_path, capsys, case):
     ("tpo", "beta=-1", "must be positive"),
     ("ppo", "lr=-0.1", "lr must be positive"),
     ("ppo", "gamma=1.5", "gamma must be in (0, 1]"),
+    ("sft", "device=tpu", "device must be 'auto', 'cpu' or 'cuda'"),
+    ("ppo", "device=gpu", "device must be 'auto', 'cpu' or 'cuda'"),
 ])
 def test_out_of_range_values_are_one_line(tmp_path, capsys, command, override, message):
     _tiny_dataset(tmp_path / "data")
     shutil.copytree(SHIPPED, tmp_path / "ckpt", ignore=shutil.ignore_patterns("*.eval", "trainer_state.json"))
     assert train_main([*_argv(command, tmp_path), override]) == 1
     _one_line(capsys, message)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA GPU")
+@pytest.mark.parametrize("command", ["sft", "ppo"])  # tpo picks its device after pairing (this data has no pairs)
+def test_asking_for_cuda_without_a_gpu_is_one_line(tmp_path, capsys, command):
+    _tiny_dataset(tmp_path / "data")
+    shutil.copytree(SHIPPED, tmp_path / "ckpt", ignore=shutil.ignore_patterns("*.eval", "trainer_state.json"))
+    assert train_main([*_argv(command, tmp_path), "device=cuda"]) == 1
+    _one_line(capsys, "device=cuda, but torch sees no CUDA GPU on this machine")
     assert not (tmp_path / "out").exists()
 
 
