@@ -31,7 +31,7 @@ part() {  # part NAME SECONDS COMMAND...: run a bounded part, keep going when it
 }
 
 part gpu 30 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-part render 120 "$PY" - "$CKPT" <<'PY'
+part render 90 "$PY" - "$CKPT" <<'PY'
 import sys, time
 import torch
 from sim_training.envs import make_env
@@ -47,9 +47,9 @@ image = policy_inputs(obs, spec)["image"]
 print("policy image", image.shape, image.dtype, "std", float(image.std()))
 env.close()
 PY
-part policy 300 "$PY" benchmarks/policy_inference.py --checkpoint "$CKPT" --data "$DATA" --device "$DEVICE" \
+part policy 200 "$PY" benchmarks/policy_inference.py --checkpoint "$CKPT" --data "$DATA" --device "$DEVICE" \
     --parts infer train eval --threads 4 --repeats 200 --workers "$WORKERS" --episodes "$((2 * WORKERS))"
-part stare-eval 240 "$PY" -m sim_training.evaluation.cli --checkpoint "$CKPT" --task PickCube-v1 --episodes "$EPISODES" \
+part stare-eval 150 "$PY" -m sim_training.evaluation.cli --checkpoint "$CKPT" --task PickCube-v1 --episodes "$EPISODES" \
     --workers "$WORKERS" --sim-backend cpu --device "$DEVICE" --quiet --out "$RUN/eval" --json "$RUN/eval.json"
 ppo_rate() {
   "$PY" - "$1" <<'PY'
@@ -60,11 +60,11 @@ print(f"{sys.argv[1]}: {rows[-1]['env_steps']} env steps; training {sum(train) /
       f"(after the first iteration) vs raw simulator {rows[-1]['sim_steps_per_s']:.0f} with the same envs")
 PY
 }
-part sta-ppo-cpu-sim 300 "$PY" -m sim_training.train.cli sta-ppo --checkpoint "$CKPT" --task PickCube-v1 \
+part sta-ppo-cpu-sim 150 "$PY" -m sim_training.train.cli sta-ppo --checkpoint "$CKPT" --task PickCube-v1 \
     --out "$RUN/sta-ppo-cpu-sim" --overwrite --quiet sim_backend=cpu device="$DEVICE" num_envs="$WORKERS" \
     rollout_steps=20 iterations=3 minibatch_size=80 epochs=1 sim_rate_steps=20
 [[ -f "$RUN/sta-ppo-cpu-sim/progress.jsonl" ]] && ppo_rate "$RUN/sta-ppo-cpu-sim"
-part sta-ppo-gpu-sim 180 "$PY" -m sim_training.train.cli sta-ppo --checkpoint "$CKPT" --task PickCube-v1 \
+part sta-ppo-gpu-sim 120 "$PY" -m sim_training.train.cli sta-ppo --checkpoint "$CKPT" --task PickCube-v1 \
     --out "$RUN/sta-ppo-gpu-sim" --overwrite --quiet sim_backend=gpu device=cuda num_envs="$GPU_ENVS" \
     rollout_steps=20 iterations=3 minibatch_size=320 epochs=1 sim_rate_steps=20
 [[ -f "$RUN/sta-ppo-gpu-sim/progress.jsonl" ]] && ppo_rate "$RUN/sta-ppo-gpu-sim"
