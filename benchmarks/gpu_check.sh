@@ -19,10 +19,13 @@ WORKERS=${WORKERS:-16}        # CPU simulator processes for parts 3-5
 GPU_ENVS=${GPU_ENVS:-64}      # envs of the one GPU simulation in part 6
 EPISODES=${EPISODES:-64}      # stare-eval episodes in part 4
 DEVICE=${DEVICE:-cuda}        # the policy's device (cpu: a dry run of this script on a CPU machine)
+POLICY_PARTS=${POLICY_PARTS:-infer train eval}  # benchmarks/policy_inference.py's parts in part 2-3
+SKIP=${SKIP:-}                # names of parts to leave out, e.g. SKIP="gpu sta-ppo-gpu-sim"
 mkdir -p "$RUN"
 failed=()
 part() {  # part NAME SECONDS COMMAND...: run a bounded part, keep going when it fails
   local name=$1 limit=$2; shift 2
+  if [[ " $SKIP " == *" $name "* ]]; then echo; echo "== $name: skipped"; return; fi
   echo; echo "== $name ($(date -u +%H:%M:%S))"
   local t0=$SECONDS
   timeout --kill-after=10 "$limit" "$@"; local rc=$?
@@ -48,7 +51,7 @@ print("policy image", image.shape, image.dtype, "std", float(image.std()))
 env.close()
 PY
 part policy 200 "$PY" benchmarks/policy_inference.py --checkpoint "$CKPT" --data "$DATA" --device "$DEVICE" \
-    --parts infer train eval --threads 4 --repeats 200 --workers "$WORKERS" --episodes "$((2 * WORKERS))"
+    --parts $POLICY_PARTS --threads 4 --repeats 200 --workers "$WORKERS" --episodes "$((2 * WORKERS))"
 part stare-eval 150 "$PY" -m sim_training.evaluation.cli --checkpoint "$CKPT" --task PickCube-v1 --episodes "$EPISODES" \
     --workers "$WORKERS" --sim-backend cpu --device "$DEVICE" --quiet --out "$RUN/eval" --json "$RUN/eval.json"
 ppo_rate() {
