@@ -221,7 +221,7 @@ def update(policy: VLAPolicy, optimizer: torch.optim.Optimizer, rollout: Rollout
     proprio = {k: flat(v) for k, v in rollout.proprio.items()}
     adv = torch.as_tensor(flat(advantages), dtype=torch.float32, device=device)
     if cfg.norm_advantages:
-        moments = distributed.all_sum(torch.stack([adv.sum(), (adv ** 2).sum(), torch.tensor(float(len(adv)))]).double(), d)
+        moments = distributed.all_sum(torch.stack([adv.sum(), (adv ** 2).sum(), adv.new_tensor(float(len(adv)))]).double(), d)
         count = moments[2].item()
         if count > 1:
             mean = moments[0] / count
