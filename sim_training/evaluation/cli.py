@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed-start", type=int, default=EVAL_SEED_START,
                         help=f"first env seed (default {EVAL_SEED_START:,}; demos use seeds from 0)")
     parser.add_argument("--workers", type=int, default=2, help="CPU simulator processes, or GPU envs (default 2)")
+    parser.add_argument("--env-groups", type=int, default=2,
+                        help="CPU workers split into groups that take turns, so the policy acts for one group "
+                             "while the others simulate (default 2; 1: all workers in lockstep)")
     parser.add_argument("--sim-backend", choices=("auto", "cpu", "gpu"), default="auto",
                         help="'auto': GPU simulation when CUDA is available")
     parser.add_argument("--device", default="auto", help="policy device: auto, cpu or cuda")
@@ -60,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [t for t in args.task if t not in TASKS]
     if unknown:
         parser.error(f"unknown task {unknown[0]!r}; known tasks: {', '.join(TASKS)}")
-    for name in ("episodes", "workers"):
+    for name in ("episodes", "workers", "env_groups"):
         if getattr(args, name) <= 0:
-            parser.error(f"--{name} must be positive, got {getattr(args, name)}")
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.videos < 0 or args.temperature < 0:
         parser.error("--videos and --temperature must be >= 0")
 
@@ -106,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                 bar.set_postfix(success=f"{sum(wins)}/{len(wins)}")
 
             summary = evaluate(policy, TASKS[task], episodes=args.episodes, seed_start=args.seed_start,
-                               workers=args.workers, sim_backend=backend, temperature=args.temperature,
+                               workers=args.workers, env_groups=args.env_groups, sim_backend=backend,
+                               temperature=args.temperature,
                                instruction=args.instruction, videos=args.videos, video_dir=out / "videos",
                                on_episode=done)
             bar.close()

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from sim_training.evaluation.report import EvalSummary, summarize, write_video
-from sim_training.evaluation.rollout import EpisodeRecord, run_async, run_waves
+from sim_training.envs.gpu_physics import GPU_SIM_BACKENDS
+from sim_training.evaluation.rollout import EpisodeRecord, run_async, run_waves, split_workers
 from sim_training.evaluation.stages import make_eval_env, stage_completion
 from sim_training.envs.observation import fill_absent_goal_inputs
 from sim_training.tasks import TaskSpec
@@ -32,8 +33,11 @@ def evaluate(
     videos: int = 0,
     video_dir: Path | None = None,
     seed: int = 0,
+    env_groups: int = 2,
     on_episode: Callable[[EpisodeRecord], None] | None = None,
 ) -> EvalSummary:
+    """Closed-loop episodes on seeds seed_start, seed_start+1, ...; CPU workers are split into `env_groups`
+    groups that take turns, so the policy acts for one group while the others step (1: all in lockstep)."""
     instruction = instruction or spec.instruction
     generator = torch.Generator(device=policy.device).manual_seed(seed) if temperature > 0 else None
 
@@ -45,12 +49,20 @@ def evaluate(
 
     seeds = list(range(seed_start, seed_start + episodes))
     num_envs = min(workers, episodes)
-    env, names = make_eval_env(spec, num_envs, sim_backend)
+    gpu = sim_backend in GPU_SIM_BACKENDS
+    sizes = [num_envs] if gpu else split_workers(num_envs, env_groups)
+    envs, names = [], None
     try:
-        run = run_waves if sim_backend in ("gpu", "physx_cuda") else run_async
-        records, stats = run(env, spec, act, seeds, video_episodes=videos, on_episode=on_episode)
+        for size in sizes:
+            env, names = make_eval_env(spec, size, sim_backend)
+            envs.append(env)
+        if gpu:
+            records, stats = run_waves(envs[0], spec, act, seeds, video_episodes=videos, on_episode=on_episode)
+        else:
+            records, stats = run_async(envs, spec, act, seeds, video_episodes=videos, on_episode=on_episode)
     finally:
-        env.close()
+        for env in envs:
+            env.close()
     video_files = []
     if videos and video_dir is not None:
         for rec in records[:videos]:
@@ -62,6 +74,7 @@ def evaluate(
         "temperature": temperature,
         "sim_backend": sim_backend,
         "workers": num_envs,
+        "env_groups": len(sizes),
         "stages": list(names) if names else [],
         "env_steps": stats.env_steps,
         "seconds": round(stats.seconds, 3),

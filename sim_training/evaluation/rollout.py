@@ -4,7 +4,8 @@ CPU: an `AsyncVectorEnv` of K spawned workers; an episode ends at its first succ
 "success once") or at the time limit, and its worker is reset at once with the next seed
 (`reset_mask`), so no worker idles until the seeds run out. GPU: one batched simulation; episodes run
 in waves of K seeds (all envs of a wave start together and run to the time limit). The policy acts for
-all envs in one batched call per control step.
+all envs in one batched call per control step; on CPU workers split into groups, for one group at a time
+while the other groups simulate (`run_async`).
 
 Where StARe knows the task (`stare_policy.stages`), envs come from `make_shaped_vector_env`, whose
 online privileged separator reports `info["stage"]`; each episode records the furthest stage reached.
@@ -14,13 +15,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from sim_training.envs.worker_slots import WorkerSlots
+from sim_training.envs.worker_slots import IDLE, WorkerSlots
 from sim_training.tasks import TaskSpec
 
 Act = Callable[[np.ndarray, dict[str, np.ndarray]], np.ndarray]
@@ -64,41 +65,84 @@ def _flag(info: dict, key: str, n: int) -> np.ndarray:
     return _numpy(info[key]).reshape(n)
 
 
-def run_async(env: gym.vector.AsyncVectorEnv, spec: TaskSpec, act: Act, seeds: list[int], *, video_episodes: int = 0,
+def run_async(envs: gym.vector.AsyncVectorEnv | Sequence[gym.vector.AsyncVectorEnv], spec: TaskSpec, act: Act,
+              seeds: list[int], *, video_episodes: int = 0,
               on_episode: Callable[[EpisodeRecord], None] | None = None) -> tuple[list[EpisodeRecord], RolloutStats]:
-    """Episodes on CPU workers, each worker taking the next seed as soon as its episode ends."""
-    k = env.num_envs
+    """Episodes on CPU workers, each worker taking the next seed as soon as its episode ends.
+
+    `envs` is one vector env, or several (groups of workers) that are stepped in turn: the policy acts for
+    one group while the others simulate, so its time hides behind theirs instead of adding to it. Seeds
+    go to workers in the same order whatever the grouping (one `WorkerSlots` over all workers).
+    """
+    groups = [envs] if isinstance(envs, gym.vector.VectorEnv) else list(envs)
+    bounds = np.cumsum([0, *(g.num_envs for g in groups)])
+    k = int(bounds[-1])
     records = [EpisodeRecord(seed) for seed in seeds]
     slots = WorkerSlots(len(seeds), k)
     stats, start = RolloutStats(), time.perf_counter()
-    obs, _ = env.reset(seed=slots.seeds(seeds.__getitem__))
-    while slots.running:
-        images, proprio = batched_inputs(obs, spec)
+    obs: list[Any] = [None] * len(groups)
+    stepping = [False] * len(groups)
+
+    def members(g: int) -> range:
+        return range(int(bounds[g]), int(bounds[g + 1]))
+
+    def group_seeds(g: int, mask: np.ndarray | None = None) -> list[int]:
+        return slots.seeds(seeds.__getitem__, mask)[bounds[g]:bounds[g + 1]]
+
+    def launch(g: int) -> None:
+        """The policy's actions for group g's current observations, sent to its workers."""
+        images, proprio = batched_inputs(obs[g], spec)
         t0 = time.perf_counter()
         actions = act(images, proprio)
         stats.policy_seconds += time.perf_counter() - t0
-        obs, _, terminated, truncated, info = env.step(actions)
-        success, stage = _flag(info, "success", k), _flag(info, "stage", k)
-        done = np.zeros(k, dtype=bool)
-        for w, e in slots.active():
-            rec = records[e]
-            rec.length += 1
-            stats.env_steps += 1
-            if "stage" in info:
-                rec.furthest_stage = max(rec.furthest_stage or 0, int(stage[w]))
-            if e < video_episodes:
-                rec.frames.append(np.asarray(images[w]).copy())
-            rec.success = bool(success[w])
-            done[w] = rec.success or bool(terminated[w]) or bool(truncated[w])
-            if done[w] and on_episode:
-                on_episode(rec)
-        reset = slots.reassign(done)
-        if reset.any():
-            t0 = time.perf_counter()
-            obs, _ = env.reset(seed=slots.seeds(seeds.__getitem__, reset), options={"reset_mask": reset})
-            stats.reset_seconds += time.perf_counter() - t0
+        for i, w in enumerate(members(g)):
+            e = slots.job[w]
+            if e != IDLE and e < video_episodes:
+                records[e].frames.append(np.asarray(images[i]).copy())
+        groups[g].step_async(actions)
+        stepping[g] = True
+
+    for g, env in enumerate(groups):
+        obs[g], _ = env.reset(seed=group_seeds(g))
+    for g in range(len(groups)):
+        launch(g)
+    while any(stepping):
+        for g, env in enumerate(groups):
+            if not stepping[g]:
+                continue
+            obs[g], _, terminated, truncated, info = env.step_wait()
+            stepping[g] = False
+            n = env.num_envs
+            success, stage = _flag(info, "success", n), _flag(info, "stage", n)
+            done = np.zeros(k, dtype=bool)
+            for i, w in enumerate(members(g)):
+                e = slots.job[w]
+                if e == IDLE:
+                    continue
+                rec = records[e]
+                rec.length += 1
+                stats.env_steps += 1
+                if "stage" in info:
+                    rec.furthest_stage = max(rec.furthest_stage or 0, int(stage[i]))
+                rec.success = bool(success[i])
+                done[w] = rec.success or bool(terminated[i]) or bool(truncated[i])
+                if done[w] and on_episode:
+                    on_episode(rec)
+            reset = slots.reassign(done)
+            if reset.any():
+                t0 = time.perf_counter()
+                obs[g], _ = env.reset(seed=group_seeds(g, reset), options={"reset_mask": reset[bounds[g]:bounds[g + 1]]})
+                stats.reset_seconds += time.perf_counter() - t0
+            if any(slots.job[w] != IDLE for w in members(g)):
+                launch(g)  # a group whose workers have no episode left is not stepped again
     stats.seconds = time.perf_counter() - start
     return records, stats
+
+
+def split_workers(workers: int, groups: int) -> list[int]:
+    """Worker counts of `groups` groups (as even as possible, none empty)."""
+    groups = max(1, min(groups, workers))
+    return [workers // groups + (1 if g < workers % groups else 0) for g in range(groups)]
 
 
 def run_waves(env: gym.Env, spec: TaskSpec, act: Act, seeds: list[int], *, video_episodes: int = 0,

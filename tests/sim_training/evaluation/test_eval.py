@@ -66,6 +66,39 @@ def test_workers_take_the_next_seed_when_an_episode_ends(tiny_checkpoint):
     assert not np.array_equal(records[0].frames[0], records[1].frames[0])
 
 
+def test_worker_groups_taking_turns_play_the_same_episodes_as_lockstep(tiny_checkpoint):
+    from sim_training.evaluation.stages import make_eval_env
+    from stare_policy.policy import VLAPolicy
+
+    spec = dataclasses.replace(TASKS["PickCube-v1"], max_episode_steps=3)
+    policy = VLAPolicy.load(tiny_checkpoint)
+    batches = []
+
+    def act(images, proprio):
+        batches.append(len(images))
+        return policy.act(images, spec.instruction, proprio)
+
+    seeds = [7, 8, 9, 10, 7]
+    lockstep_env, _ = make_eval_env(spec, 2)
+    groups = [make_eval_env(spec, 1)[0], make_eval_env(spec, 1)[0]]
+    try:
+        lockstep, lockstep_stats = run_async(lockstep_env, spec, act, seeds, video_episodes=5)
+        batches.clear()
+        grouped, grouped_stats = run_async(groups, spec, act, seeds, video_episodes=5)
+    finally:
+        for env in (lockstep_env, *groups):
+            env.close()
+    assert set(batches) == {1}  # the policy acted for one group at a time
+    assert [r.seed for r in grouped] == seeds
+    assert grouped_stats.env_steps == sum(r.length for r in grouped)
+    for a, b in zip(lockstep, grouped):
+        assert (a.length, a.success) == (b.length, b.success)
+        assert len(b.frames) == b.length
+        np.testing.assert_array_equal(a.frames[0], b.frames[0])  # each seed starts where it does in lockstep
+    for a, b in zip(grouped[0].frames, grouped[4].frames):  # and replays exactly in either group
+        np.testing.assert_array_equal(a, b)
+
+
 def test_the_batched_gpu_code_path_on_a_cpu_batch(tiny_checkpoint):
     from mani_skill.vector.wrappers.gymnasium import ManiSkillVectorEnv
 
