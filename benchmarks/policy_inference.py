@@ -9,7 +9,8 @@ Prints a Markdown table. Each part runs in its own subprocess so that its peak R
   sim       one rendered single-env simulator step (the policy camera), for comparison with inference
   eval      closed-loop episodes with the policy (--compile: the compiled one) vs the raw rendered step rate of
             the same vector env and workers (zero actions), without resets and with a reset at the episodes'
-            mean length (the like-for-like figure: evaluation episodes end and reset too), in one run
+            mean length (the like-for-like figure: evaluation episodes end and reset too), in one run; the
+            episodes run twice, with all workers in lockstep and in two groups that take turns
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def part_sim(args) -> dict:
 def part_eval(args) -> dict:
     import torch
 
-    from sim_training.evaluation.rollout import batched_inputs, run_async
+    from sim_training.evaluation.rollout import batched_inputs, run_async, split_workers
     from sim_training.evaluation.stages import make_eval_env
     from sim_training.tasks import get_task
     from stare_policy.policy import VLAPolicy
@@ -135,13 +136,31 @@ def part_eval(args) -> dict:
     policy = VLAPolicy.load(args.checkpoint, args.device)
     if args.compile:
         policy.compile()
+    act = lambda im, pr: policy.act(im, spec.instruction, pr)  # noqa: E731
+    seeds = list(range(1_000_000, 1_000_000 + args.episodes))
+    # the same workers in groups that take turns (stare-eval's default): a separate set of processes
+    groups = [make_eval_env(spec, n)[0] for n in split_workers(args.workers, 2)]
+    try:
+        for g in groups:  # a compiled policy compiles each group's batch size here, outside the timing
+            obs, _ = g.reset(seed=list(range(g.num_envs)))
+            act(*batched_inputs(obs, spec))
+        grouped_records, grouped = run_async(groups, spec, act, seeds)
+    finally:
+        for g in groups:
+            g.close()
     env, _ = make_eval_env(spec, args.workers)
     try:
         obs, _ = env.reset(seed=list(range(args.workers)))
         images, proprio = batched_inputs(obs, spec)
         policy.act(images, spec.instruction, proprio)  # a compiled policy compiles here, outside the timing
-        seeds = list(range(1_000_000, 1_000_000 + args.episodes))
-        records, stats = run_async(env, spec, lambda im, pr: policy.act(im, spec.instruction, pr), seeds)
+        played = []  # every batch of actions the policy chose, in order
+        records, stats = run_async(env, spec, lambda im, pr: played.append(act(im, pr)) or played[-1], seeds)
+        # the simulator alone on the very same episodes: the same loop replays those actions without the
+        # policy (same seeds and actions, so the same states, contacts and resets)
+        replay = iter(played)
+        replayed_records, replayed = run_async(env, spec, lambda im, pr: next(replay), seeds)
+        if [(r.length, r.success) for r in replayed_records] != [(r.length, r.success) for r in records]:
+            raise RuntimeError("the replayed episodes differ from the played ones: the replay baseline is void")
         length = max(1, round(float(np.mean([r.length for r in records]))))
         raw_steps, raw_seconds = _raw_rate(env, args.workers, args.sim_steps, None)
         reset_steps, reset_seconds = _raw_rate(env, args.workers, args.sim_steps, length)
@@ -163,9 +182,14 @@ def part_eval(args) -> dict:
     finally:
         env.close()
     rate = stats.env_steps / stats.seconds
+    grouped_rate = grouped.env_steps / grouped.seconds
     raw, raw_resets = raw_steps / raw_seconds, reset_steps / reset_seconds
     return {"raw_steps_per_s": raw, "raw_with_resets_steps_per_s": raw_resets, "eval_steps_per_s": rate,
             "ratio": rate / raw_resets, "ratio_no_resets": rate / raw, "mean_length": length,
+            "replay_steps_per_s": replayed.env_steps / replayed.seconds,
+            "grouped_steps_per_s": grouped_rate, "grouped_ratio": grouped_rate / raw_resets,
+            "grouped_policy_share": grouped.policy_seconds / grouped.seconds,
+            "grouped_successes": sum(r.success for r in grouped_records), "successes": sum(r.success for r in records),
             "raw_beside_policy_steps_per_s": busy_steps / busy_seconds, "policy_calls_beside_per_s": calls[0] / busy_seconds,
             "workers": args.workers, "episodes": len(records), "policy_share": stats.policy_seconds / stats.seconds}
 
@@ -263,10 +287,18 @@ def main() -> int:
               f"{r['raw_steps_per_s']:.1f} steps/s |")
         print(f"| raw rendered step rate, same, a reset every {r['mean_length']} steps (the evaluation's mean "
               f"episode length) | {r['raw_with_resets_steps_per_s']:.1f} steps/s |")
-        print(f"| closed-loop evaluation step rate, same env ({r['episodes']} episodes, "
+        print(f"| closed-loop evaluation step rate, same env, all workers in lockstep ({r['episodes']} episodes, "
               f"{'compiled' if args.compile else 'eager'} policy) | "
               f"{r['eval_steps_per_s']:.1f} steps/s = {r['ratio']:.0%} of raw with resets, "
               f"{r['ratio_no_resets']:.0%} of raw without (policy {r['policy_share']:.0%} of wall) |")
+        replay = r["replay_steps_per_s"]
+        print(f"| the simulator alone on the same episodes: the lockstep run's actions replayed without the policy | "
+              f"{replay:.1f} steps/s; against it, lockstep {r['eval_steps_per_s'] / replay:.0%}, 2 groups "
+              f"{r['grouped_steps_per_s'] / replay:.0%} |")
+        print(f"| closed-loop evaluation, the same workers in 2 groups that take turns (stare-eval's default) | "
+              f"{r['grouped_steps_per_s']:.1f} steps/s = {r['grouped_ratio']:.0%} of raw with resets (policy "
+              f"{r['grouped_policy_share']:.0%} of wall; successes {r['grouped_successes']} vs lockstep "
+              f"{r['successes']}) |")
         print(f"| raw rendered step rate, no resets, with the policy acting (batch 1) in a thread beside it | "
               f"{r['raw_beside_policy_steps_per_s']:.1f} steps/s ({r['policy_calls_beside_per_s']:.0f} actions/s "
               f"beside) |")
