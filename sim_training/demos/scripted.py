@@ -177,7 +177,7 @@ class _SlideCubeScript:
         contact = np.array([cube[0] + self.contact_m, cube[1], self.height_m])
         if self.phase == "above":
             target = contact + [0.0, 0.0, self.hover_m]
-            if np.linalg.norm(target - tcp) < 0.012:
+            if np.linalg.norm(target - tcp) < self.align_m:
                 self.phase = "down"
         if self.phase == "down":
             target = contact
