@@ -59,10 +59,6 @@ class _GraspScript:
     max_close_steps = 10
     closed_m = 0.07
     """Finger opening (open: 0.08 m) below which the fingers have closed on the 4 cm cube."""
-    align_m = 0.012
-    """How close above the object the fingertip must get before it descends."""
-    descent_step_m = max_step_m
-    """The largest step of the descent onto the object."""
 
     def reset(self) -> None:
         self.phase = "above"
@@ -72,7 +68,7 @@ class _GraspScript:
         """The action while picking up; None once the phase is past the grasp (same step as it gets there)."""
         if self.phase == "above":
             target = obj + [0.0, 0.0, self.hover_m]
-            if np.linalg.norm(target - tcp) < self.align_m:
+            if np.linalg.norm(target - tcp) < 0.012:
                 self.phase = "down"
         if self.phase == "down":
             target = obj
@@ -85,8 +81,7 @@ class _GraspScript:
             else:
                 return _move(tcp, tcp, -1.0, self.gain, self.max_step_m)
         if self.phase in ("above", "down"):
-            step = self.descent_step_m if self.phase == "down" else self.max_step_m
-            return _move(target, tcp, 1.0, self.gain, step)
+            return _move(target, tcp, 1.0, self.gain, self.max_step_m)
         return None
 
 
@@ -109,10 +104,6 @@ class StackCubeScript(_GraspScript):
 
     place_step_m = 0.02
     """Slower steps for the last centimetres above B, so the cube arrives without swinging."""
-    align_m = 0.006
-    descent_step_m = 0.015
-    """A finer approach than PickCube's: the learned policy closed on the cube's edge and tipped it
-    (docs/results.md), so the demonstrations dwell on the alignment before the grasp."""
     open_m = 0.075
     max_open_steps = 8
     cube_m = 0.04
@@ -177,7 +168,7 @@ class _SlideCubeScript:
         contact = np.array([cube[0] + self.contact_m, cube[1], self.height_m])
         if self.phase == "above":
             target = contact + [0.0, 0.0, self.hover_m]
-            if np.linalg.norm(target - tcp) < self.align_m:
+            if np.linalg.norm(target - tcp) < 0.012:
                 self.phase = "down"
         if self.phase == "down":
             target = contact
