@@ -107,9 +107,6 @@ class StackCubeScript(_GraspScript):
     open_m = 0.075
     max_open_steps = 8
     cube_m = 0.04
-    lift_step_m = 0.02
-    """The first lift, with cube A still below B's top, in short steps: it is the state the learned policy
-    failed to leave (it held the grasped cube on the table), so the demonstrations show more of it."""
 
     def reset(self) -> None:
         super().reset()
@@ -125,8 +122,7 @@ class StackCubeScript(_GraspScript):
         if self.phase == "carry":
             on_b = cube_b + [0.0, 0.0, self.cube_m]
             above_b = on_b + [0.0, 0.0, self.hover_m]
-            lifting = cube_a[2] < on_b[2] + 0.02 and np.linalg.norm((cube_a - cube_b)[:2]) > 0.01
-            if lifting:
+            if cube_a[2] < on_b[2] + 0.02 and np.linalg.norm((cube_a - cube_b)[:2]) > 0.01:
                 goal = np.array([cube_a[0], cube_a[1], above_b[2]])  # clear B's top first
             elif np.linalg.norm((cube_a - cube_b)[:2]) > 0.006:
                 goal = above_b
@@ -135,8 +131,7 @@ class StackCubeScript(_GraspScript):
             if np.linalg.norm(cube_a - goal) < 0.004 and goal[2] < above_b[2] - 0.01:
                 self.phase = "release"
             else:
-                step = self.lift_step_m if lifting else self.place_step_m if goal[2] < above_b[2] - 0.01 \
-                    else self.max_step_m
+                step = self.place_step_m if goal[2] < above_b[2] - 0.01 else self.max_step_m
                 return _move(tcp + (goal - cube_a), tcp, -1.0, self.gain, step)
         if self.phase == "release":
             self.opening += 1
