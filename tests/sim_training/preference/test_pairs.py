@@ -17,8 +17,8 @@ def rollouts(real_demos):
     demos = [dataset.episode(i) for i in range(len(dataset))]
     stages = stage_spec("PickCube-v1")
     out = []
-    for draw in range(ROLLOUTS_PER_START):  # noise from 0 (the demo itself) to large enough to fail
-        for episode in noisy_replays(dataset.spec, demos, sigma=0.25 * draw, seed=draw):
+    for draw in range(ROLLOUTS_PER_START):  # noise from 0 (the demo itself) up to enough to fail in any stage
+        for episode in noisy_replays(dataset.spec, demos, sigma=0.05 * draw, seed=draw):
             segmentation, measures = segment_privileged(episode.arrays, stages)
             out.append(LabelledRollout(episode.seed, segmentation, summarize(segmentation, measures, stages,
                                                                            episode.success), episode.success))
