@@ -31,7 +31,7 @@ def env_kwargs(spec: TaskSpec, **overrides: Any) -> dict[str, Any]:
         kwargs["robot_uids"] = spec.robot
     kwargs.update(spec.env_kwargs)
     kwargs.update({key: value for key, value in overrides.items() if value is not None})
-    kwargs["render_backend"] = overrides.get("render_backend") or render_backend(kwargs["sim_backend"])
+    kwargs.setdefault("render_backend", render_backend(kwargs["sim_backend"]))
     return kwargs
 
 

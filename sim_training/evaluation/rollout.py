@@ -65,6 +65,16 @@ def _flag(info: dict, key: str, n: int) -> np.ndarray:
     return _numpy(info[key]).reshape(n)
 
 
+def _count_step(rec: EpisodeRecord, stats: RolloutStats, info: dict, stage: np.ndarray, success: np.ndarray,
+                i: int) -> None:
+    """One step of an episode in progress (env i of the batch): its length, furthest stage and success."""
+    rec.length += 1
+    stats.env_steps += 1
+    if "stage" in info:
+        rec.furthest_stage = max(rec.furthest_stage or 0, int(stage[i]))
+    rec.success = bool(success[i])
+
+
 def run_async(envs: gym.vector.AsyncVectorEnv | Sequence[gym.vector.AsyncVectorEnv], spec: TaskSpec, act: Act,
               seeds: list[int], *, video_episodes: int = 0,
               on_episode: Callable[[EpisodeRecord], None] | None = None) -> tuple[list[EpisodeRecord], RolloutStats]:
@@ -120,11 +130,7 @@ def run_async(envs: gym.vector.AsyncVectorEnv | Sequence[gym.vector.AsyncVectorE
                 if e == IDLE:
                     continue
                 rec = records[e]
-                rec.length += 1
-                stats.env_steps += 1
-                if "stage" in info:
-                    rec.furthest_stage = max(rec.furthest_stage or 0, int(stage[i]))
-                rec.success = bool(success[i])
+                _count_step(rec, stats, info, stage, success, i)
                 done[w] = rec.success or bool(terminated[i]) or bool(truncated[i])
                 if done[w] and on_episode:
                     on_episode(rec)
@@ -167,13 +173,9 @@ def run_waves(env: gym.Env, spec: TaskSpec, act: Act, seeds: list[int], *, video
                 if not running[w]:
                     continue
                 rec = records[e]
-                rec.length += 1
-                stats.env_steps += 1
-                if "stage" in info:
-                    rec.furthest_stage = max(rec.furthest_stage or 0, int(stage[w]))
+                _count_step(rec, stats, info, stage, success, w)
                 if e < video_episodes:
                     rec.frames.append(_numpy(images[w]).copy())
-                rec.success = bool(success[w])
                 if rec.success or bool(_numpy(truncated).reshape(k)[w]) or bool(_numpy(terminated).reshape(k)[w]):
                     running[w] = False
                     if on_episode:
