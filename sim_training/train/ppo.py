@@ -34,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 from sim_training.envs.gpu_physics import GPU_SIM_BACKENDS
+from sim_training.envs.observation import fill_absent_goal_inputs
 from sim_training.train import TrainError, distributed
 from sim_training.train.ppo_envs import EnvStepper, Episode, make_rl_envs
 from sim_training.train.state import load_optimizer, read_train_state, save_train_state
@@ -154,7 +155,12 @@ class Rollout:
 def collect(policy: VLAPolicy, stepper: EnvStepper, obs: dict, steps: int, instruction: str, temperature: Temperature,
             generator: torch.Generator | None = None, stop=lambda: False) -> tuple[Rollout | None, dict]:
     """Act `steps` times in every env; returns (rollout, next observation), or (None, obs) if `stop()`."""
-    n = stepper.n
+    n, cfg = stepper.n, policy.processor.config
+
+    def read(o: dict) -> tuple:  # a multi-task policy's other tasks' goal inputs are zeros, as in training
+        image, proprio = stepper.inputs(o)
+        return image, fill_absent_goal_inputs(proprio, cfg.proprio_keys, cfg.proprio_dims, stepper.spec)
+
     images, proprios, bins, log_probs, values = [], [], [], [], []
     rewards, shaping, terminated, truncated = (np.zeros((steps, n)) for _ in range(4))
     terminated, truncated = terminated.astype(bool), truncated.astype(bool)
@@ -162,7 +168,7 @@ def collect(policy: VLAPolicy, stepper: EnvStepper, obs: dict, steps: int, instr
     for t in range(steps):
         if stop():
             return None, obs
-        image, proprio = stepper.inputs(obs)
+        image, proprio = read(obs)
         t0 = time.perf_counter()
         out = policy.step(image, instruction, proprio, temperature=temperature, generator=generator)
         policy_s += time.perf_counter() - t0
@@ -176,11 +182,11 @@ def collect(policy: VLAPolicy, stepper: EnvStepper, obs: dict, steps: int, instr
         sim_s += time.perf_counter() - t0
         rewards[t], shaping[t], terminated[t], truncated[t] = step.reward, step.shaping, step.terminated, step.truncated
         if step.final_obs is not None:  # bootstrap a time-limit truncation from the value of where it stopped
-            final_image, final_proprio = stepper.inputs(step.final_obs)
+            final_image, final_proprio = read(step.final_obs)
             final_values[t, step.truncated] = policy.step(final_image, instruction, final_proprio).value.float().cpu().numpy()
         episodes += step.finished
         obs = step.obs
-    image, proprio = stepper.inputs(obs)
+    image, proprio = read(obs)
     last_value = policy.step(image, instruction, proprio).value.float().cpu().numpy()
     rollout = Rollout(torch.stack(images), {k: np.stack([p[k] for p in proprios]) for k in proprios[0]},
                       torch.stack(bins), torch.stack(log_probs), np.stack(values), rewards, shaping, terminated,

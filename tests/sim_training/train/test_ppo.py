@@ -95,6 +95,25 @@ def test_rollout_bootstraps_truncated_episodes_from_their_final_observation(tiny
     assert adv[2, 0] == pytest.approx(rollout.rewards[2, 0] + 0.9 * v_final - rollout.values[2, 0])
 
 
+def test_a_policy_with_another_tasks_goal_input_collects_where_that_input_is_absent():
+    """The StackCube checkpoint was fine-tuned from PickCube's and reads its goal position; StackCube has none,
+    so PPO feeds zeros there, as SFT did (the StackCube IPI run once stopped at its first PPO step on this)."""
+    policy = VLAPolicy.load(REPO / "checkpoints" / "stack-cube-sft")
+    spec = get_task("StackCube-v1")
+    assert "goal_pos" in policy.processor.config.proprio_keys and "goal_pos" not in spec.goal_inputs
+    envs = make_rl_envs(spec, 1, stage_aware=True, gamma=0.9, max_episode_steps=2)
+    try:
+        stepper = EnvStepper(envs, spec, first_seed=500)
+        rollout, _ = collect(policy, stepper, stepper.reset(), 3, spec.instruction, 1.0,
+                             torch.Generator().manual_seed(0))
+    finally:
+        envs.close()
+    assert rollout.proprio["goal_pos"].shape == (3, 1, 3) and not rollout.proprio["goal_pos"].any()
+    assert rollout.truncated[:, 0].tolist() == [False, True, False]
+    assert np.isfinite(rollout.final_values).all() and rollout.final_values[1, 0] != 0.0
+    assert np.isfinite(rollout.last_value).all()
+
+
 def test_shaped_reward_only_in_sta_ppo():
     spec = get_task("PickCube-v1")
     actions = np.tile(np.array([[0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0]], np.float32), (1, 1))  # move down: Reach
