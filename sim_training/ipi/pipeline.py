@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -230,9 +231,12 @@ class Pipeline:
             main, argv = self._argv(phase, configs)
             self.log(f"stare-ipi: phase {number}/{len(self.phases)}: {phase.name}")
             handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-            start = time.monotonic()
+            start, reason = time.monotonic(), None
             try:
                 code = main(argv)
+            except Exception as err:  # a bug in one phase: record it and go on with what does not need that phase
+                traceback.print_exc()
+                code, reason = 1, f"raised {type(err).__name__}: {err}"
             finally:  # a phase's signal handlers (save and stop) must not outlive it
                 for sig, handler in handlers.items():
                     signal.signal(sig, handler)
@@ -242,7 +246,7 @@ class Pipeline:
                 self.log(f"stare-ipi: {phase.name} stopped by a signal; rerun the same command to resume")
                 return code
             if code != 0:
-                rec.update(status="failed", reason=f"{' '.join(argv[:1])} exited {code} (see its error above)")
+                rec.update(status="failed", reason=reason or f"{' '.join(argv[:1])} exited {code} (see its error above)")
                 self.log(f"stare-ipi: {phase.name} failed (exit {code}); going on with the phases that do not need it")
                 failed = True
             else:

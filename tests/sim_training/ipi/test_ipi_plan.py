@@ -112,6 +112,29 @@ def test_a_failed_phase_is_retried_on_a_rerun_and_blocks_only_what_needs_it(tmp_
     assert blocked["sft"] is None and blocked["rollouts"] == blocked["eval:sft"] == "sft"
 
 
+def test_a_phase_that_raises_is_recorded_as_failed_and_the_others_still_run(tmp_path, monkeypatch, capsys):
+    """An exception inside one phase's command (a bug, not a refused input) must not end the whole run."""
+    pipe = Pipeline(IPIConfig(task="PickCube-v1", sft_checkpoint=CKPT), tmp_path / "run", ["sft", "sft-tpo", "sft-ppo"])
+    ran = []
+
+    def phase_command(phase, configs):
+        def main(argv):
+            ran.append(phase.name)
+            if phase.name == "sft+tpo":
+                raise ValueError("a bug in TPO")
+            return 0
+        return main, [phase.kind]
+
+    monkeypatch.setattr(pipe, "_argv", phase_command)
+    monkeypatch.setattr(pipe, "_env_steps", lambda phase: 0)
+    assert pipe.run() == 1
+    assert "ValueError: a bug in TPO" in capsys.readouterr().err
+    assert ran == ["eval:sft", "rollouts", "sft+tpo", "sft+ppo", "eval:sft+ppo"]
+    phases = json.loads((tmp_path / "run" / "ipi.json").read_text())["phases"]
+    assert phases["sft+tpo"] == {**phases["sft+tpo"], "status": "failed", "reason": "raised ValueError: a bug in TPO"}
+    assert phases["eval:sft+tpo"]["status"] == "failed" and phases["eval:sft+ppo"]["status"] == "done"
+
+
 def test_ppo_success_is_taken_over_the_last_ended_episodes_not_per_iteration():
     from sim_training.ipi.report import windowed_success
 
