@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from stare_policy.model import checkpoint
 from stare_policy.model.compiled_greedy import CompiledGreedy
-from stare_policy.model.processor import VLAProcessor
+from stare_policy.model.processor import ROBOT_STATE_KEYS, VLAProcessor
 from stare_policy.model.vla import VLA, Temperature, VLAInputs, per_dimension
 
 
@@ -68,8 +68,30 @@ class VLAPolicy:
                 return task["instructions"][0]
         raise KeyError(f"the policy was not trained for task {env_id!r}")
 
+    def goal_inputs(self, env_id: str | None = None) -> tuple[str, ...]:
+        """The goal inputs the policy must be given on `env_id`: those its task states (PickCube's goal
+        position). Without a known task: those that every task it was trained for states."""
+        keys = [k for k in self.processor.config.proprio_keys if k not in ROBOT_STATE_KEYS]
+        tasks = [t for t in self.tasks if t.get("env_id") == env_id] or self.tasks
+        return tuple(k for k in keys if all(k in t.get("goal_inputs", ()) for t in tasks))
+
+    def with_absent_goals(self, proprio: Any) -> Any:
+        """`proprio` with zeros for the goal inputs that a task of this policy's training lacked (another
+        task's goal position, in a multi-task checkpoint or one fine-tuned from another task's): SFT saw
+        zeros there (`sim_training.train.frames`), so every caller gets them here, in the one input path.
+        Robot state and the goals that every trained task states stay required (an error if absent)."""
+        if not isinstance(proprio, Mapping) or not proprio:
+            return proprio
+        config, required = self.processor.config, set(self.goal_inputs())
+        absent = [(k, d) for k, d in zip(config.proprio_keys, config.proprio_dims)
+                  if k not in proprio and k not in ROBOT_STATE_KEYS and k not in required]
+        if not absent:
+            return proprio
+        lead = np.shape(next(iter(proprio.values())))[:-1]  # (B,) for a batch, () for one observation
+        return {**proprio, **{k: np.zeros((*lead, d), np.float32) for k, d in absent}}
+
     def inputs(self, image: Any, instruction: str | Sequence[str], proprio: Any = None) -> VLAInputs:
-        return self.processor(image, instruction, proprio).to(self.device)
+        return self.processor(image, instruction, self.with_absent_goals(proprio)).to(self.device)
 
     @torch.inference_mode()
     def step(

@@ -51,18 +51,3 @@ def privileged_state(env, spec: TaskSpec, *, after_reset: bool = False) -> dict[
 
 def success_flags(info: dict, spec: TaskSpec) -> dict[str, np.ndarray]:
     return {name: np.asarray(_first(info[name]), bool) for name in spec.success_flags}
-
-
-ROBOT_STATE_KEYS = ("qpos", "tcp_pose")
-
-
-def fill_absent_goal_inputs(proprio: dict[str, np.ndarray], keys, dims, spec: TaskSpec) -> dict[str, np.ndarray]:
-    """A multi-task policy's proprio keys include other tasks' goal inputs (PickCube's goal position);
-    training fills them with zeros on tasks that have none (`sim_training.train.frames`), and so must
-    everything that runs the policy. Robot state and this task's own goal inputs are never filled."""
-    lead = np.shape(proprio["qpos"])[:-1] if "qpos" in proprio else ()  # (B,) for a batch, () for one
-    out = dict(proprio)
-    for key, dim in zip(keys, dims):
-        if key not in out and key not in ROBOT_STATE_KEYS and key not in spec.goal_inputs:
-            out[key] = np.zeros((*lead, dim), np.float32)
-    return out

@@ -12,7 +12,6 @@ from sim_training.evaluation.report import EvalSummary, summarize, write_video
 from sim_training.envs.gpu_physics import GPU_SIM_BACKENDS
 from sim_training.evaluation.rollout import EpisodeRecord, run_async, run_waves, split_workers
 from sim_training.evaluation.stages import make_eval_env, stage_completion
-from sim_training.envs.observation import fill_absent_goal_inputs
 from sim_training.tasks import TaskSpec
 from stare_policy.policy import VLAPolicy
 
@@ -41,10 +40,7 @@ def evaluate(
     instruction = instruction or spec.instruction
     generator = torch.Generator(device=policy.device).manual_seed(seed) if temperature > 0 else None
 
-    cfg = policy.processor.config
-
     def act(images, proprio) -> np.ndarray:
-        proprio = fill_absent_goal_inputs(proprio, cfg.proprio_keys, cfg.proprio_dims, spec)
         return policy.act(images, instruction, proprio, temperature=temperature, generator=generator)
 
     seeds = list(range(seed_start, seed_start + episodes))

@@ -20,7 +20,7 @@ from sim_training.data import Episode
 from sim_training.demos.expert import _StepLog
 from sim_training.envs import make_env
 from sim_training.envs.worker_slots import WorkerSlots
-from sim_training.envs.observation import fill_absent_goal_inputs, policy_inputs
+from sim_training.envs.observation import policy_inputs
 from sim_training.tasks import TaskSpec, get_task
 from stare_policy.model.vla import Temperature, per_dimension
 
@@ -45,8 +45,6 @@ class PolicyRolloutGenerator:
         for _ in range(self.max_steps):
             seen = policy_inputs(obs, self.spec)
             image = seen.pop("image")
-            cfg = self.policy.processor.config
-            seen = fill_absent_goal_inputs(seen, cfg.proprio_keys, cfg.proprio_dims, self.spec)
             action = self.policy.act(image, self.instruction, seen, temperature=self.temperature,
                                      generator=generator)
             obs, _, _, _, info = self.env.step(np.asarray(action, np.float32)[None])
@@ -103,7 +101,6 @@ def vector_rollouts(policy, task: str | TaskSpec, jobs: list[tuple[int, int]], w
     spec = get_task(task)
     instruction = instruction or spec.instruction
     max_steps = max_steps or spec.max_episode_steps
-    cfg = policy.processor.config
     generator = torch.Generator(device=policy.device).manual_seed(seed)
     k = min(workers, len(jobs))
     env = make_vector_env(spec, k, wrap=functools.partial(_logged, spec=spec), max_episode_steps=max_steps)
@@ -114,7 +111,6 @@ def vector_rollouts(policy, task: str | TaskSpec, jobs: list[tuple[int, int]], w
         obs, _ = env.reset(seed=slots.seeds(seed_of))
         while slots.running:
             images, proprio = batched_inputs(obs, spec)
-            proprio = fill_absent_goal_inputs(proprio, cfg.proprio_keys, cfg.proprio_dims, spec)
             actions = policy.act(images, instruction, proprio, temperature=temperature, generator=generator)
             obs, _, terminated, truncated, info = env.step(np.asarray(actions, np.float32))
             won = np.asarray(info["success"]).reshape(k).astype(bool)

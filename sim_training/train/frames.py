@@ -14,9 +14,9 @@ from typing import Sequence
 import numpy as np
 
 from sim_training.data import Dataset, DatasetError, action_statistics
-from sim_training.envs.observation import ROBOT_STATE_KEYS
 from sim_training.tasks import TASKS, TaskSpec
 from stare_policy.model.config import VLAConfig
+from stare_policy.model.processor import ROBOT_STATE_KEYS
 
 
 @dataclass

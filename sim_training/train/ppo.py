@@ -34,7 +34,6 @@ import torch
 from tqdm import tqdm
 
 from sim_training.envs.gpu_physics import GPU_SIM_BACKENDS
-from sim_training.envs.observation import fill_absent_goal_inputs
 from sim_training.train import TrainError, distributed
 from sim_training.train.ppo_envs import EnvStepper, Episode, make_rl_envs
 from sim_training.train.state import load_optimizer, read_train_state, save_train_state
@@ -155,11 +154,7 @@ class Rollout:
 def collect(policy: VLAPolicy, stepper: EnvStepper, obs: dict, steps: int, instruction: str, temperature: Temperature,
             generator: torch.Generator | None = None, stop=lambda: False) -> tuple[Rollout | None, dict]:
     """Act `steps` times in every env; returns (rollout, next observation), or (None, obs) if `stop()`."""
-    n, cfg = stepper.n, policy.processor.config
-
-    def read(o: dict) -> tuple:  # a multi-task policy's other tasks' goal inputs are zeros, as in training
-        image, proprio = stepper.inputs(o)
-        return image, fill_absent_goal_inputs(proprio, cfg.proprio_keys, cfg.proprio_dims, stepper.spec)
+    n, read = stepper.n, stepper.inputs
 
     images, proprios, bins, log_probs, values = [], [], [], [], []
     rewards, shaping, terminated, truncated = (np.zeros((steps, n)) for _ in range(4))

@@ -118,14 +118,10 @@ def load_pairs(paths: list[Path], stage_aware: bool):
     return episodes, pairs, task
 
 
-def step_log_probs(policy: VLAPolicy, episode, steps: np.ndarray, temperature: Temperature, spec) -> torch.Tensor:
+def step_log_probs(policy: VLAPolicy, episode, steps: np.ndarray, temperature: Temperature) -> torch.Tensor:
     """log pi of the episode's recorded actions at `steps` (with gradients when enabled)."""
-    from sim_training.envs.observation import fill_absent_goal_inputs
-
-    cfg = policy.processor.config
     arrays = episode.arrays
-    proprio = fill_absent_goal_inputs({k: arrays[k][steps] for k in cfg.proprio_keys if k in arrays},
-                                      cfg.proprio_keys, cfg.proprio_dims, spec)
+    proprio = {k: arrays[k][steps] for k in policy.processor.config.proprio_keys if k in arrays}
     inputs = policy.inputs(arrays["image"][steps], episode.instruction, proprio)
     log_prob, _, _ = policy.evaluate(inputs, arrays["action"][steps], temperature)
     return log_prob
@@ -173,9 +169,6 @@ def train_on_pairs(cfg: TPOConfig, *, start: Path, out: Path, episodes: list, pa
         raise TPOError(f"{out} holds a {prior.get('algorithm')} run from {prior.get('start_checkpoint')}; "
                        "pass --overwrite or use another --out")
     temperature = action_temperature(cfg.temperature, cfg.gripper_temperature)
-    from sim_training.tasks import get_task
-
-    spec = get_task(task)
     reference = VLAPolicy.load(start, device)
     policy = VLAPolicy.load(out if prior is not None else start, device)
     # Eval mode with gradients: batch norms keep their SFT statistics, so the policy equals its reference at
@@ -196,7 +189,7 @@ def train_on_pairs(cfg: TPOConfig, *, start: Path, out: Path, episodes: list, pa
         missing = [int(t) for t in side.steps if (side.episode, int(t)) not in ref_cache]
         if missing:
             with torch.no_grad():
-                values = step_log_probs(reference, episodes[side.episode], np.array(missing), temperature, spec)
+                values = step_log_probs(reference, episodes[side.episode], np.array(missing), temperature)
             ref_cache.update({(side.episode, t): float(v) for t, v in zip(missing, values)})
         return torch.tensor([ref_cache[(side.episode, int(t))] for t in side.steps], device=device)
 
@@ -233,7 +226,7 @@ def train_on_pairs(cfg: TPOConfig, *, start: Path, out: Path, episodes: list, pa
         optimizer.zero_grad()
         losses, margins = [], []
         for sides in drawn[d.rank :: d.world]:
-            q = [log_ratio(step_log_probs(policy, episodes[s.episode], s.steps, temperature, spec),
+            q = [log_ratio(step_log_probs(policy, episodes[s.episode], s.steps, temperature),
                            reference_log_probs(s)) for s in sides]
             weight = cfg.cost_weight if stage_aware else 0.0
             loss = preference_loss(q[0], q[1], cfg.beta, sides[0].cost, sides[1].cost, weight) / cfg.pairs_per_step

@@ -16,6 +16,9 @@ from stare_policy.model.action_tokenizer import ActionTokenizer, MissingStatisti
 from stare_policy.model.config import VLAConfig
 from stare_policy.model.vla import VLAInputs
 
+ROBOT_STATE_KEYS = ("qpos", "tcp_pose")
+"""Proprioceptive inputs that describe the robot itself; every other proprio key is a task's goal input."""
+
 
 def _numpy(value: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):

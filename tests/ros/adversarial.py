@@ -251,6 +251,9 @@ class StubPolicy:
         self.bad_inputs: list[str] = []
         """What reached the policy that should not have (an image of another shape, non-finite proprio)."""
 
+    def goal_inputs(self, env_id=None):
+        return ("goal_pos",)  # the shipped checkpoint's PickCube states its goal
+
     def act(self, image, instruction, proprio):
         if image.shape != (*self.processor.image_hw, 3) or image.dtype != np.uint8:
             self.bad_inputs.append(f"image {image.shape} {image.dtype}")

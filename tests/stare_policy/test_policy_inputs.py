@@ -60,3 +60,28 @@ def test_good_inputs_in_every_accepted_form(policy):
     b = policy.act(torch.zeros(1, 128, 128, 3, dtype=torch.uint8), "go", np.zeros((1, 16)))
     assert a.shape == (7,) and b.shape == (1, 7) and np.array_equal(a, b[0])
     assert np.all(np.abs(a) <= 1.0)
+
+
+def test_a_goal_input_that_a_trained_task_lacked_is_zero_where_absent(repo_root):
+    """The StackCube checkpoint was fine-tuned from PickCube's and reads its goal position, which StackCube
+    lacks: SFT fed zeros there, and so does every caller, through the policy's one input path."""
+    policy = VLAPolicy.load(repo_root / "checkpoints" / "stack-cube-sft")
+    assert "goal_pos" in policy.processor.config.proprio_keys and policy.goal_inputs("StackCube-v1") == ()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
+    robot = {"qpos": rng.normal(size=(2, 9)).astype(np.float32), "tcp_pose": rng.normal(size=(2, 7)).astype(np.float32)}
+    zeros = {**robot, "goal_pos": np.zeros((2, 3), np.float32)}
+    instruction = policy.default_instruction()
+    np.testing.assert_array_equal(policy.act(images, instruction, robot), policy.act(images, instruction, zeros))
+    single = {k: v[0] for k, v in robot.items()}
+    np.testing.assert_array_equal(policy.act(images[0], instruction, single),
+                                  policy.act(images[0], instruction, {k: v[0] for k, v in zeros.items()}))
+    with pytest.raises(PolicyInputError, match="proprioception lacks tcp_pose"):  # robot state is never invented
+        policy.act(images[0], instruction, {"qpos": single["qpos"]})
+
+
+def test_a_goal_input_that_every_trained_task_states_stays_required(repo_root):
+    policy = VLAPolicy.load(repo_root / "checkpoints" / "pick-cube-sft")
+    assert policy.goal_inputs("PickCube-v1") == ("goal_pos",) and policy.goal_inputs() == ("goal_pos",)
+    with pytest.raises(PolicyInputError, match="proprioception lacks goal_pos"):
+        policy.act(np.zeros((128, 128, 3), np.uint8), "pick up the red cube", GOOD_PROPRIO)

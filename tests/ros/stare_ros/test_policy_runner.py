@@ -100,3 +100,28 @@ def test_no_full_collection_runs_inside_and_the_thresholds_come_back():
     finally:
         gc.callbacks.remove(count)
     assert gc.get_threshold() == before
+
+
+def test_the_goal_point_is_awaited_only_where_the_task_states_one(repo_root, real_demos):
+    """The StackCube checkpoint reads PickCube's goal input (it was fine-tuned from PickCube's); StackCube
+    has no goal point, so the runner acts without one (zeros, as in training). PickCube's checkpoint holds
+    until its goal arrives."""
+    stack = real_demos("StackCube-v1").episode(0)
+    now = time.time()
+    runner = PolicyRunner(PolicyServerConfig(checkpoint=str(repo_root / "checkpoints" / "stack-cube-sft"),
+                                             task="StackCube-v1", stale_after_s=5.0))
+    runner.set_image(stack.arrays["image"][0], now)
+    runner.set_joints(stack.arrays["qpos"][0].astype(np.float64), now)
+    tick = runner.tick(now)
+    assert not tick.command.held, tick.command.reasons
+    q = stack.arrays["qpos"][0]
+    zero_goal = {"qpos": q, "tcp_pose": runner.tcp.world(q[:7]), "goal_pos": np.zeros(3, np.float32)}
+    np.testing.assert_allclose(tick.raw, runner.policy.act(stack.arrays["image"][0], runner._instruction, zero_goal),
+                               atol=1e-5)
+
+    pick = PolicyRunner(PolicyServerConfig(checkpoint=str(repo_root / SHIPPED), task="PickCube-v1",
+                                           stale_after_s=5.0))
+    pick.set_image(stack.arrays["image"][0], now)
+    pick.set_joints(stack.arrays["qpos"][0].astype(np.float64), now)
+    held = pick.tick(now)
+    assert held.command.held and "no goal point" in held.command.reasons

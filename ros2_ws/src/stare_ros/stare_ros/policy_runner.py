@@ -222,7 +222,7 @@ class PolicyRunner:
             why.append("no joint state")
         elif self._joints is not None and now - self._joint_stamp > cfg.stale_after_s:
             why.append(f"stale joint state ({now - self._joint_stamp:.2f} s old)")
-        if policy is not None and "goal_pos" in policy.processor.config.proprio_keys and self._goal is None:
+        if policy is not None and "goal_pos" in policy.goal_inputs(self.config.task) and self._goal is None:
             why.append("no goal point")
         if not self._instruction:
             why.append("no instruction")
