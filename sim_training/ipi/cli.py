@@ -32,8 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demos", nargs="+", default=None, help="demonstration datasets for SFT")
     parser.add_argument("--sft-checkpoint", default=None, help="skip SFT training: start from this checkpoint")
     parser.add_argument("--ablation", action="store_true", help="also run the baselines: " + ", ".join(METHODS))
-    parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS),
-                        help=f"run exactly these methods (default: {' '.join(DEFAULT_METHODS)})")
+    parser.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
+                        help=f"run exactly these methods, of {', '.join(METHODS)} "
+                             f"(default: {' '.join(DEFAULT_METHODS)})")
     parser.add_argument("--overwrite", action="store_true", help="delete --out and start afresh")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. eval.episodes=20 ppo.iterations=5")
@@ -67,8 +68,23 @@ def with_sections(cfg, overrides: list[str]):
     return dataclasses.replace(cfg, **sections)
 
 
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with key=value items written after `--methods` (which takes one or more values)
+    returned to the overrides: `--methods sft-ppo ppo.lr=5e-7` means what it reads as."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.methods is not None:
+        args.overrides += [m for m in args.methods if "=" in m]
+        args.methods = [m for m in args.methods if "=" not in m]
+        unknown = [m for m in args.methods if m not in METHODS]
+        if unknown or not args.methods:
+            parser.error(f"argument --methods: {'invalid choice ' + repr(unknown[0]) if unknown else 'no method'}"
+                         f" (choose from {', '.join(METHODS)})")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     from sim_training.ipi.config import IPIConfig, check
     from sim_training.ipi.pipeline import Pipeline
     from sim_training.ipi.report import write_summary

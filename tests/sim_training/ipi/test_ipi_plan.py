@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from sim_training.ipi.cli import main as ipi_main
+from sim_training.ipi.cli import main as ipi_main, parse
 from sim_training.ipi.config import EvalSection, IPIConfig, RolloutsSection
 from stare_policy.typed_config import to_dict
 from sim_training.ipi.methods import METHODS, label, phase_chains
@@ -150,3 +150,12 @@ def test_the_moving_average_starts_with_what_it_has():
     from sim_training.ipi.report import moving_average
 
     assert moving_average([(1, 0.0), (2, 1.0), (3, 1.0), (4, 0.0)], window=2) == [(1, 0.0), (2, 0.5), (3, 1.0), (4, 0.5)]
+
+
+def test_overrides_written_after_methods_stay_overrides(capsys):
+    args = parse(["--out", "runs/x", "--methods", "sft-sta-ppo", "sft-ppo", "ppo.lr=5e-7", "ppo.iterations=144"])
+    assert args.methods == ["sft-sta-ppo", "sft-ppo"] and args.overrides == ["ppo.lr=5e-7", "ppo.iterations=144"]
+    for bad, message in ((["--methods", "nope"], "invalid choice 'nope'"), (["--methods", "eval.episodes=3"], "no method")):
+        with pytest.raises(SystemExit):
+            parse(["--out", "runs/x", *bad])
+        assert message in capsys.readouterr().err
