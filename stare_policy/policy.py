@@ -42,6 +42,8 @@ class VLAPolicy:
         self.processor = processor
         self.tasks = list(tasks)
         self.compiled: CompiledGreedy | None = None
+        self._required_goals = frozenset(self.goal_inputs())
+        """Goal inputs that every trained task states: never zero-filled (computed once, off the act path)."""
 
     def compile(self) -> None:
         """Greedy actions from now on through `torch.compile` (the first action of each batch size and
@@ -82,7 +84,7 @@ class VLAPolicy:
         Robot state and the goals that every trained task states stay required (an error if absent)."""
         if not isinstance(proprio, Mapping) or not proprio:
             return proprio
-        config, required = self.processor.config, set(self.goal_inputs())
+        config, required = self.processor.config, self._required_goals
         absent = [(k, d) for k, d in zip(config.proprio_keys, config.proprio_dims)
                   if k not in proprio and k not in ROBOT_STATE_KEYS and k not in required]
         if not absent:

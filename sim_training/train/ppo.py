@@ -154,7 +154,7 @@ class Rollout:
 def collect(policy: VLAPolicy, stepper: EnvStepper, obs: dict, steps: int, instruction: str, temperature: Temperature,
             generator: torch.Generator | None = None, stop=lambda: False) -> tuple[Rollout | None, dict]:
     """Act `steps` times in every env; returns (rollout, next observation), or (None, obs) if `stop()`."""
-    n, read = stepper.n, stepper.inputs
+    n = stepper.n
 
     images, proprios, bins, log_probs, values = [], [], [], [], []
     rewards, shaping, terminated, truncated = (np.zeros((steps, n)) for _ in range(4))
@@ -163,7 +163,7 @@ def collect(policy: VLAPolicy, stepper: EnvStepper, obs: dict, steps: int, instr
     for t in range(steps):
         if stop():
             return None, obs
-        image, proprio = read(obs)
+        image, proprio = stepper.inputs(obs)
         t0 = time.perf_counter()
         out = policy.step(image, instruction, proprio, temperature=temperature, generator=generator)
         policy_s += time.perf_counter() - t0
@@ -177,11 +177,11 @@ def collect(policy: VLAPolicy, stepper: EnvStepper, obs: dict, steps: int, instr
         sim_s += time.perf_counter() - t0
         rewards[t], shaping[t], terminated[t], truncated[t] = step.reward, step.shaping, step.terminated, step.truncated
         if step.final_obs is not None:  # bootstrap a time-limit truncation from the value of where it stopped
-            final_image, final_proprio = read(step.final_obs)
+            final_image, final_proprio = stepper.inputs(step.final_obs)
             final_values[t, step.truncated] = policy.step(final_image, instruction, final_proprio).value.float().cpu().numpy()
         episodes += step.finished
         obs = step.obs
-    image, proprio = read(obs)
+    image, proprio = stepper.inputs(obs)
     last_value = policy.step(image, instruction, proprio).value.float().cpu().numpy()
     rollout = Rollout(torch.stack(images), {k: np.stack([p[k] for p in proprios]) for k in proprios[0]},
                       torch.stack(bins), torch.stack(log_probs), np.stack(values), rewards, shaping, terminated,
