@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -30,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="demonstrator (default: the task's own, TaskSpec.expert)")
     parser.add_argument("--hold-steps", type=int, default=None,
                         help="scripted experts: steps recorded after the first success (default 5)")
+    parser.add_argument("--action-noise", type=float, default=0.0,
+                        help="scripted experts: std of Gaussian noise added to the executed translation "
+                             "command (normalised, 0.1 = 1 cm); the expert's own command is recorded, so "
+                             "demos show corrections from off-path states (DART). Default 0")
     parser.add_argument("--keep-failed", action="store_true", help="also keep demos that did not succeed")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument("--json", type=Path, default=None, help="write a summary of the run to this file")
@@ -66,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--workers must be positive, got {args.workers}")
     if args.hold_steps is not None and args.hold_steps < 0:
         parser.error(f"--hold-steps must be >= 0, got {args.hold_steps}")
+    if not (math.isfinite(args.action_noise) and args.action_noise >= 0):
+        parser.error(f"--action-noise must be a finite number >= 0, got {args.action_noise}")
+    if args.action_noise and (args.expert or TASKS[args.task].expert) != "scripted":
+        parser.error("--action-noise needs a scripted expert (--expert scripted)")
     if args.max_attempts is not None and args.max_attempts < args.episodes:
         parser.error("--max-attempts must be at least --episodes")
     if args.out.exists() and not args.overwrite:
@@ -82,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         report = collect_demos(
             args.task, args.episodes, args.out, workers=args.workers, seed_start=args.seed_start,
             max_attempts=args.max_attempts, keep_failed=args.keep_failed, overwrite=args.overwrite,
-            progress=not args.quiet, expert=args.expert,
+            progress=not args.quiet, expert=args.expert, action_noise=args.action_noise,
             **({} if args.hold_steps is None else {"hold_steps": args.hold_steps}),
         )
     except (MissingAssetsError, NoPlannerError, NoScriptError, PermissionError, FileExistsError, RuntimeError) as err:

@@ -42,12 +42,13 @@ EXPERTS = ("planner", "scripted")
 _generator: ExpertDemoGenerator | ScriptedDemoGenerator | None = None
 
 
-def _init_worker(spec: TaskSpec, expert: str, hold_steps: int = HOLD_STEPS) -> None:
+def _init_worker(spec: TaskSpec, expert: str, hold_steps: int = HOLD_STEPS, action_noise: float = 0.0) -> None:
     import torch
 
     torch.set_num_threads(1)
     global _generator
-    _generator = ScriptedDemoGenerator(spec, hold_steps) if expert == "scripted" else ExpertDemoGenerator(spec)
+    _generator = (ScriptedDemoGenerator(spec, hold_steps, action_noise) if expert == "scripted"
+                  else ExpertDemoGenerator(spec))
 
 
 def _generate(seed: int) -> DemoResult:
@@ -55,16 +56,17 @@ def _generate(seed: int) -> DemoResult:
     return _generator.generate(seed)
 
 
-def _results(spec: TaskSpec, expert: str, hold_steps: int, seeds: range, workers: int) -> Iterator[DemoResult]:
+def _results(spec: TaskSpec, expert: str, hold_steps: int, action_noise: float, seeds: range,
+             workers: int) -> Iterator[DemoResult]:
     """Demo results in seed order, computed in-process or by a pool of spawned workers."""
     if workers == 1:
-        _init_worker(spec, expert, hold_steps)
+        _init_worker(spec, expert, hold_steps, action_noise)
         try:
             yield from map(_generate, seeds)
         finally:
             _generator.close()
         return
-    with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(spec, expert, hold_steps)) as pool:
+    with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(spec, expert, hold_steps, action_noise)) as pool:
         yield from pool.imap(_generate, seeds, chunksize=1)
         # Leaving the block terminates seeds still in flight once enough demos are written.
 
@@ -82,9 +84,11 @@ def collect_demos(
     progress: bool = True,
     expert: str | None = None,
     hold_steps: int = HOLD_STEPS,
+    action_noise: float = 0.0,
 ) -> CollectionReport:
     """Run the task's expert (`expert` overrides `spec.expert`) on seeds seed_start, seed_start+1, ...
-    until `episodes` demos are written (scripted experts record `hold_steps` more steps after success).
+    until `episodes` demos are written (scripted experts record `hold_steps` more steps after success,
+    and with `action_noise` > 0 execute perturbed commands while recording their own: `perturb`).
 
     Only successful demos are kept unless `keep_failed`. Gives up after `max_attempts` seeds
     (default 3 * episodes + 10) so a task the expert rarely solves cannot loop forever.
@@ -97,6 +101,9 @@ def collect_demos(
     expert = expert or spec.expert
     if expert not in EXPERTS:
         raise ValueError(f"expert must be one of {EXPERTS}, got {expert!r}")
+    if action_noise and expert != "scripted":
+        raise ValueError("action_noise needs a closed-loop (scripted) expert: a planner's open-loop "
+                         "trajectory cannot correct a perturbation")
     if expert == "scripted":
         script_for(spec)
     else:
@@ -111,10 +118,10 @@ def collect_demos(
               "keep_failed": keep_failed}
     if expert == "scripted":
         source = {"kind": "scripted", "seed_start": seed_start, "keep_failed": keep_failed,
-                  "hold_steps": hold_steps}
+                  "hold_steps": hold_steps, "action_noise": action_noise}
     with DatasetWriter(out, spec, overwrite=overwrite, source=source) as writer:
         bar = tqdm(total=episodes, desc=f"demos {spec.env_id}", unit="demo", disable=not progress)
-        for result in _results(spec, expert, hold_steps, seeds, workers):
+        for result in _results(spec, expert, hold_steps, action_noise, seeds, workers):
             attempts += 1
             planned += result.planned
             converted += result.planned and result.success

@@ -67,13 +67,15 @@ class _StepLog(gym.Wrapper):
         self._obs = obs
         self._after_reset = True
 
-    def step(self, action):
+    def step(self, action, executed=None):
+        """Record `action` as the step's label; the simulator runs `executed` instead when given (a
+        perturbed command whose correction the expert's label teaches)."""
         action_np = np.asarray(action.cpu() if hasattr(action, "cpu") else action, dtype=np.float32).reshape(-1)
         record = {**policy_inputs(self._obs, self.task), "action": action_np}
         state = privileged_state(self.env, self.task, after_reset=self._after_reset)
         record.update({f"priv.{k}": v for k, v in state.items()})
         self._after_reset = False
-        obs, reward, terminated, truncated, info = self.env.step(action)
+        obs, reward, terminated, truncated, info = self.env.step(action if executed is None else executed)
         record.update({f"flag.{k}": v for k, v in success_flags(info, self.task).items()})
         self.steps.append(record)
         self._obs = obs

@@ -207,14 +207,30 @@ HOLD_STEPS = 5
 without them the last recorded frame never shows the goal reached (and a policy never sees it held)."""
 
 
+def perturb(action: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """The command the simulator runs when demonstrations are perturbed (DART, Laskey et al. 2017): Gaussian
+    noise of std `noise` (normalised units; 0.1 = 1 cm) on the translation only, so that the recorded
+    episode visits states off the expert's path, labelled with the expert's corrections. The gripper
+    command and the orientation stay the expert's."""
+    executed = action.copy()
+    executed[:3] = np.clip(executed[:3] + rng.normal(0.0, noise, 3), -1.0, 1.0)
+    return executed
+
+
 class ScriptedDemoGenerator:
     """Owns a recording env for one task; `generate(seed)` runs the script until success or the step limit,
-    then `hold_steps` more steps of the script (at the goal it commands almost no motion)."""
+    then `hold_steps` more steps of the script (at the goal it commands almost no motion).
 
-    def __init__(self, task: str | TaskSpec, hold_steps: int = HOLD_STEPS):
+    With `action_noise` > 0 the simulator executes a perturbed command (`perturb`, seeded by the episode's
+    seed) while the expert's own command is recorded as the label."""
+
+    def __init__(self, task: str | TaskSpec, hold_steps: int = HOLD_STEPS, action_noise: float = 0.0):
         if hold_steps < 0:
             raise ValueError(f"hold_steps must be >= 0, got {hold_steps}")
+        if not (np.isfinite(action_noise) and action_noise >= 0):
+            raise ValueError(f"action_noise must be a finite number >= 0, got {action_noise}")
         self.hold_steps = hold_steps
+        self.action_noise = action_noise
         self.spec = get_task(task)
         self.script = script_for(self.spec)
         self.env = _StepLog(make_env(self.spec), self.spec)
@@ -223,9 +239,12 @@ class ScriptedDemoGenerator:
         self.env.reset(seed=seed)
         initial_state = self.env.unwrapped.get_state().cpu().numpy().reshape(-1).astype(np.float32)
         self.script.reset()
+        rng = np.random.default_rng(seed)
         succeeded_at = None
         for t in range(self.spec.max_episode_steps):
-            _, _, _, _, info = self.env.step(self.script(self.env)[None])
+            action = self.script(self.env)
+            executed = perturb(action, self.action_noise, rng) if self.action_noise else action
+            _, _, _, _, info = self.env.step(action[None], executed[None])
             success = bool(np.asarray(info["success"].cpu()).any())
             if succeeded_at is None and success:
                 succeeded_at = t
@@ -239,7 +258,7 @@ class ScriptedDemoGenerator:
             seed=seed,
             instruction=self.spec.instructions[seed % len(self.spec.instructions)],
             success=success,
-            extra={"expert": "scripted", "hold_steps": self.hold_steps},
+            extra={"expert": "scripted", "hold_steps": self.hold_steps, "action_noise": self.action_noise},
         )
         return DemoResult(seed, True, episode, "" if success else "the script did not succeed in time")
 

@@ -19,6 +19,9 @@ def _run(*args, cwd=None):
         (["--task", "PickCube-v1", "--episodes", "-3"], "--episodes must be positive"),
         (["--task", "PickCube-v1", "--episodes", "2", "--workers", "0"], "--workers must be positive"),
         (["--task", "PutCarrotOnPlateInScene-v1", "--episodes", "2"], "no motion-planning solution"),
+        (["--task", "LiftPegUpright-v1", "--episodes", "2", "--action-noise", "0.1"], "needs a scripted expert"),
+        (["--task", "PickCube-v1", "--episodes", "2", "--action-noise", "-0.1"], "--action-noise must be"),
+        (["--task", "PickCube-v1", "--episodes", "2", "--action-noise", "inf"], "--action-noise must be"),
     ],
 )
 def test_bad_arguments(args, message, tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sim_training.demos.collect import collect_demos
-from sim_training.demos.scripted import HOLD_STEPS, NoScriptError, ScriptedDemoGenerator
+from sim_training.demos.scripted import HOLD_STEPS, NoScriptError, ScriptedDemoGenerator, perturb
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +54,8 @@ def test_scripted_demos_replay_from_their_initial_state(pick_cube_episodes):
         env.close()
 
 
-def _generate(task: str, seeds: tuple[int, ...]):
-    generator = ScriptedDemoGenerator(task)
+def _generate(task: str, seeds: tuple[int, ...], action_noise: float = 0.0):
+    generator = ScriptedDemoGenerator(task, action_noise=action_noise)
     try:
         return [generator.generate(seed) for seed in seeds]
     finally:
@@ -107,3 +107,41 @@ def test_a_task_without_a_script_is_refused_before_any_simulation(tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="expert must be one of"):
         collect_demos("PickCube-v1", 1, tmp_path / "out", expert="oracle", progress=False)
+
+
+def test_perturb_moves_only_the_translation_and_stays_in_range():
+    rng = np.random.default_rng(0)
+    action = np.array([0.95, 0.0, -0.5, 0.0, 0.0, 0.0, -1.0], dtype=np.float32)
+    perturbed = np.stack([perturb(action, 0.3, rng) for _ in range(200)])
+    assert (perturbed[:, 3:] == action[3:]).all()
+    assert np.abs(perturbed[:, :3]).max() <= 1.0 and perturbed[:, :3].std(axis=0).min() > 0.1
+    assert (perturb(action, 0.3, np.random.default_rng(1)) == perturb(action, 0.3, np.random.default_rng(1))).all()
+
+
+def test_perturbed_demos_record_the_experts_command_not_the_executed_one():
+    generator = ScriptedDemoGenerator("PickCube-v1", action_noise=0.1)
+    executed = []
+    inner_step = generator.env.env.step  # the simulator under the recording wrapper
+
+    def step(action):
+        executed.append(np.asarray(action, dtype=np.float32).reshape(-1))
+        return inner_step(action)
+
+    generator.env.env.step = step
+    try:
+        episode = generator.generate(0).episode
+    finally:
+        generator.close()
+    recorded, executed = episode.arrays["action"], np.stack(executed)
+    assert episode.extra["action_noise"] == 0.1 and len(executed) == len(recorded)
+    assert not recorded[:, 3:6].any() and set(np.unique(recorded[:, 6])) <= {-1.0, 1.0}
+    assert (executed[:, 3:] == recorded[:, 3:]).all()  # orientation and gripper: the expert's own
+    offset = executed[:, :3] - recorded[:, :3]
+    assert 0.05 < offset.std() < 0.12 and np.abs(executed).max() <= 1.0
+
+
+def test_action_noise_is_refused_for_the_open_loop_planner(tmp_path):
+    with pytest.raises(ValueError, match="scripted"):
+        collect_demos("PickCube-v1", 1, tmp_path / "d", expert="planner", action_noise=0.1)
+    with pytest.raises(ValueError, match="action_noise"):
+        ScriptedDemoGenerator("PickCube-v1", action_noise=float("nan"))
