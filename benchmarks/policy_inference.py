@@ -9,8 +9,10 @@ Prints a Markdown table. Each part runs in its own subprocess so that its peak R
   sim       one rendered single-env simulator step (the policy camera), for comparison with inference
   eval      closed-loop episodes with the policy (--compile: the compiled one) vs the raw rendered step rate of
             the same vector env and workers (zero actions), without resets and with a reset at the episodes'
-            mean length (the like-for-like figure: evaluation episodes end and reset too), in one run; the
-            episodes run twice, with all workers in lockstep and in two groups that take turns
+            mean length, in one run; the episodes run twice, with all workers in lockstep and in two groups
+            that take turns; then the lockstep run's actions are replayed without the policy, through the
+            evaluation env and through plain simulator workers (the same episodes: the like-for-like
+            baseline, since a still arm is cheaper to simulate than one that grasps and lifts)
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ def part_sim(args) -> dict:
 def part_eval(args) -> dict:
     import torch
 
+    from sim_training.envs import make_vector_env
     from sim_training.evaluation.rollout import batched_inputs, run_async, split_workers
     from sim_training.evaluation.stages import make_eval_env
     from sim_training.tasks import get_task
@@ -155,12 +158,19 @@ def part_eval(args) -> dict:
         policy.act(images, spec.instruction, proprio)  # a compiled policy compiles here, outside the timing
         played = []  # every batch of actions the policy chose, in order
         records, stats = run_async(env, spec, lambda im, pr: played.append(act(im, pr)) or played[-1], seeds)
-        # the simulator alone on the very same episodes: the same loop replays those actions without the
-        # policy (same seeds and actions, so the same states, contacts and resets)
-        replay = iter(played)
-        replayed_records, replayed = run_async(env, spec, lambda im, pr: next(replay), seeds)
-        if [(r.length, r.success) for r in replayed_records] != [(r.length, r.success) for r in records]:
-            raise RuntimeError("the replayed episodes differ from the played ones: the replay baseline is void")
+        # the very same episodes without the policy: the same loop replays those actions (same seeds and
+        # actions, so the same states, contacts and resets), once through the evaluation env (the online
+        # stage separator in its workers) and once through plain simulator workers (the raw simulator)
+        replayed = {}
+        plain = make_vector_env(spec, args.workers)
+        try:
+            for name, target in (("replay", env), ("plain", plain)):
+                replay = iter(played)
+                replayed_records, replayed[name] = run_async(target, spec, lambda im, pr: next(replay), seeds)
+                if [(r.length, r.success) for r in replayed_records] != [(r.length, r.success) for r in records]:
+                    raise RuntimeError(f"the {name} replay's episodes differ from the played ones: baseline void")
+        finally:
+            plain.close()
         length = max(1, round(float(np.mean([r.length for r in records]))))
         raw_steps, raw_seconds = _raw_rate(env, args.workers, args.sim_steps, None)
         reset_steps, reset_seconds = _raw_rate(env, args.workers, args.sim_steps, length)
@@ -186,7 +196,9 @@ def part_eval(args) -> dict:
     raw, raw_resets = raw_steps / raw_seconds, reset_steps / reset_seconds
     return {"raw_steps_per_s": raw, "raw_with_resets_steps_per_s": raw_resets, "eval_steps_per_s": rate,
             "ratio": rate / raw_resets, "ratio_no_resets": rate / raw, "mean_length": length,
-            "replay_steps_per_s": replayed.env_steps / replayed.seconds,
+            "replay_steps_per_s": replayed["replay"].env_steps / replayed["replay"].seconds,
+            "plain_replay_steps_per_s": replayed["plain"].env_steps / replayed["plain"].seconds,
+            "lp_num_threads": os.environ.get("LP_NUM_THREADS"),
             "grouped_steps_per_s": grouped_rate, "grouped_ratio": grouped_rate / raw_resets,
             "grouped_policy_share": grouped.policy_seconds / grouped.seconds,
             "grouped_successes": sum(r.success for r in grouped_records), "successes": sum(r.success for r in records),
@@ -263,6 +275,7 @@ def main() -> int:
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\n{time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, {_device_name(args.device)}, "
           f"{args.threads} torch threads, "
+          f"LP_NUM_THREADS {results.get('eval', {}).get('lp_num_threads', os.environ.get('LP_NUM_THREADS'))}, "
           f"checkpoint {Path(args.checkpoint).name}, load average (1/5/15 min) {load}\n")
     print("| figure | value |\n| --- | --- |")
     if "infer" in results:
@@ -291,10 +304,12 @@ def main() -> int:
               f"{'compiled' if args.compile else 'eager'} policy) | "
               f"{r['eval_steps_per_s']:.1f} steps/s = {r['ratio']:.0%} of raw with resets, "
               f"{r['ratio_no_resets']:.0%} of raw without (policy {r['policy_share']:.0%} of wall) |")
-        replay = r["replay_steps_per_s"]
-        print(f"| the simulator alone on the same episodes: the lockstep run's actions replayed without the policy | "
-              f"{replay:.1f} steps/s; against it, lockstep {r['eval_steps_per_s'] / replay:.0%}, 2 groups "
-              f"{r['grouped_steps_per_s'] / replay:.0%} |")
+        for key, what in (("replay", "through the evaluation env (stage separator in the workers)"),
+                          ("plain_replay", "through plain simulator workers (the raw simulator)")):
+            replay = r[f"{key}_steps_per_s"]
+            print(f"| the same episodes without the policy: the lockstep run's actions replayed {what} | "
+                  f"{replay:.1f} steps/s; against it, lockstep {r['eval_steps_per_s'] / replay:.0%}, 2 groups "
+                  f"{r['grouped_steps_per_s'] / replay:.0%} |")
         print(f"| closed-loop evaluation, the same workers in 2 groups that take turns (stare-eval's default) | "
               f"{r['grouped_steps_per_s']:.1f} steps/s = {r['grouped_ratio']:.0%} of raw with resets (policy "
               f"{r['grouped_policy_share']:.0%} of wall; successes {r['grouped_successes']} vs lockstep "

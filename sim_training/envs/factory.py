@@ -8,6 +8,7 @@ in one process (`sim_backend="gpu"`, `num_envs=N`) and the same call returns a b
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -45,6 +46,11 @@ def make_env(task: str | TaskSpec, *, cpu_gym: bool = False, **overrides: Any) -
     kwargs = env_kwargs(spec, **overrides)
     if kwargs["sim_backend"] in GPU_SIM_BACKENDS:
         require_gpu_simulation()
+    if kwargs["render_backend"] == "cpu":
+        # lavapipe rasterises a 128 x 128 camera in the stepping thread faster than it hands tiles to its
+        # own threads, which only compete with the other simulator workers for the cores
+        # (benchmarks/policy_inference.py). An explicit LP_NUM_THREADS wins.
+        os.environ.setdefault("LP_NUM_THREADS", "0")
     import mani_skill.envs  # noqa: F401  (registers the env ids)
 
     env = gym.make(spec.env_id, **kwargs)
