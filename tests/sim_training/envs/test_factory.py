@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from sim_training.envs import make_env, make_vector_env
+from sim_training.envs.gpu_physics import render_backend
 from sim_training.envs.observation import policy_inputs, privileged_state, success_flags
 from sim_training.tasks import TASKS, get_task
 
@@ -100,3 +101,23 @@ def test_vector_env_runs_tasks_in_spawned_workers():
 def test_fork_context_is_refused():
     with pytest.raises(ValueError, match="fork"):
         make_vector_env("PushCube-v1", 2, context="fork")
+
+
+_RENDER_THREADS = """
+import os, sys
+from sim_training.envs import make_env
+make_env("PickCube-v1").close()
+print(os.environ.get("LP_NUM_THREADS"))
+"""
+
+
+@pytest.mark.skipif(render_backend("cpu") != "cpu", reason="renders on the GPU here, not with lavapipe")
+@pytest.mark.parametrize("preset, expected", [(None, "0"), ("3", "3")])
+def test_cpu_rendering_runs_lavapipe_in_the_stepping_thread_unless_told_otherwise(preset, expected):
+    env = {k: v for k, v in os.environ.items() if k != "LP_NUM_THREADS"}
+    if preset is not None:
+        env["LP_NUM_THREADS"] = preset
+    proc = subprocess.run([sys.executable, "-c", _RENDER_THREADS], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == expected
