@@ -309,6 +309,9 @@ class SwapTrial:
     after the answer: the periods that span minus the commands in it. (An interval alone is no measure:
     a hold is published at the start of its period, a motion command after inference, so a hold followed
     by a motion command is up to period + inference apart with no period missed.)"""
+    commands_during_load: int = 0
+    """PolicyActions published between the call and the answer (holds, while the new policy loads): a
+    server that stops ticking for the load publishes none."""
     raw_before: list = field(default_factory=list)
     """Raw actions of the motion commands in that stretch."""
     raw_after: list = field(default_factory=list)
@@ -345,6 +348,7 @@ def swap_trial(node, actions: Actions, path: str, period_s: float, after_ticks: 
     missed = max(0, round((end - start) / period_s) - commands)
     return SwapTrial(response.success, response.message, answered - called,
                      float(np.diff(inside).max(initial=0.0)), float(gaps(before).max(initial=0.0)), missed,
+                     len(actions.between(called, answered)),
                      [list(m.raw) for m in before if not m.held],
                      [list(m.raw) for m in actions.since(answered) if not m.held])
 

@@ -23,6 +23,11 @@ STALE_S = 0.3
 SLACK_S = 0.25
 """Scheduling slack on top of one control period: the tick that finds the input stale may wait for the
 tick in flight (inference) and for a core on a machine running other jobs (load average ~5 on 2 cores)."""
+SWAP_SLACK_S = 0.45
+"""The swap's slack: in this in-process harness the load's Python work (model construction) shares one
+interpreter with the executor's threads and the probe's publishers, and on a loaded CI machine ticks near
+the swap ran up to 0.32 s apart while the load took 1.2 s. A launched server has its own process:
+`benchmarks/ros_faults.py` measures its intervals (docs/reliability.md)."""
 TRIALS = 3
 SHIPPED = "checkpoints/pick-cube-sft"
 
@@ -93,9 +98,12 @@ def test_checkpoint_swap_during_motion_misses_no_tick(setup, tiny_checkpoint, re
     trial = swap_trial(setup.probe, setup.actions, str(new), PERIOD_S)
     assert trial.ok, trial.message
     assert setup.server.runner.checkpoint == str(new)
-    # Ticks keep coming (holds) while the new policy loads beside the running one: no interval at the swap
-    # is longer than a tick that waited for a busy core (the bound of the staleness tests)...
-    assert trial.max_gap_swap_s <= PERIOD_S + SLACK_S, trial
+    # Ticks keep coming (holds) while the new policy loads beside the running one: at least half the ticks
+    # the load's duration holds were published during it (a server that stopped ticking for the load
+    # publishes none, however short the load)...
+    assert trial.commands_during_load >= 0.5 * trial.load_s / PERIOD_S - 1, trial
+    # ... and no interval at the swap is longer than a tick that waited for the interpreter the load shares
+    assert trial.max_gap_swap_s <= PERIOD_S + SWAP_SLACK_S, trial
     # ... the old policy acted until the swap, the new one after it (but for the tick in flight at the
     # answer, which read the old policy before the swap).
     assert trial.raw_before and len(trial.raw_after) >= 2
