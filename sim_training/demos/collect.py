@@ -66,7 +66,8 @@ def _results(spec: TaskSpec, expert: str, hold_steps: int, action_noise: float, 
         finally:
             _generator.close()
         return
-    with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(spec, expert, hold_steps, action_noise)) as pool:
+    init = (spec, expert, hold_steps, action_noise)
+    with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=init) as pool:
         yield from pool.imap(_generate, seeds, chunksize=1)
         # Leaving the block terminates seeds still in flight once enough demos are written.
 

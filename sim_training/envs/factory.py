@@ -49,7 +49,7 @@ def make_env(task: str | TaskSpec, *, cpu_gym: bool = False, **overrides: Any) -
     if kwargs["render_backend"] == "cpu":
         # lavapipe rasterises a 128 x 128 camera in the stepping thread faster than it hands tiles to its
         # own threads, which only compete with the other simulator workers for the cores
-        # (benchmarks/policy_inference.py). An explicit LP_NUM_THREADS wins.
+        # (benchmarks/render_threads.py). An explicit LP_NUM_THREADS wins.
         os.environ.setdefault("LP_NUM_THREADS", "0")
     import mani_skill.envs  # noqa: F401  (registers the env ids)
 
