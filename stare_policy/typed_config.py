@@ -103,6 +103,23 @@ def to_dict(config: Any) -> dict[str, Any]:
     return plain(dataclasses.asdict(config))
 
 
+def parse_override_value(raw: str) -> Any:
+    """The value of a `key=value` override, read as YAML, except that a number written with an exponent and
+    no dot (`5e-7`, which YAML 1.1 reads as a string) is a float, so configs echo it as the number it is."""
+    if not raw.strip():
+        return ""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    if isinstance(value, str) and value == raw.strip():
+        try:
+            return float(value) if value.lower() not in ("nan", "inf", "-inf", "+inf", "infinity") else value
+        except ValueError:
+            pass
+    return value
+
+
 def apply_overrides(config: T, overrides: list[str]) -> T:
     """Return a copy of `config` with `dotted.key=value` overrides applied (values parsed as YAML)."""
     data = to_dict(config)
@@ -110,10 +127,7 @@ def apply_overrides(config: T, overrides: list[str]) -> T:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form key=value")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
+        value = parse_override_value(raw)
         node, parts = data, key.split(".")
         for part in parts[:-1]:
             if not isinstance(node.get(part), dict):

@@ -53,7 +53,7 @@ def _section(override: str) -> str | None:
 def with_sections(cfg, overrides: list[str]):
     """`sft.steps=2`, `ppo.num_envs=4`, `sft.model.text_layers=2`: set keys inside the phase sections (which
     the phase's own config class checks later), creating nested mappings as needed."""
-    import yaml
+    from stare_policy.typed_config import parse_override_value
 
     sections = {name: copy.deepcopy(getattr(cfg, name)) for name in SECTIONS}
     for item in overrides:
@@ -64,7 +64,7 @@ def with_sections(cfg, overrides: list[str]):
         node, parts = sections[name], key.split(".")[1:]
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        node[parts[-1]] = parse_override_value(raw)
     return dataclasses.replace(cfg, **sections)
 
 

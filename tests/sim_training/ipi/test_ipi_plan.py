@@ -159,3 +159,14 @@ def test_overrides_written_after_methods_stay_overrides(capsys):
         with pytest.raises(SystemExit):
             parse(["--out", "runs/x", *bad])
         assert message in capsys.readouterr().err
+
+
+def test_section_overrides_keep_numbers_numbers():
+    """YAML 1.1 reads `5e-7` as a string; the section would echo it so in ipi.json."""
+    from sim_training.ipi.cli import with_sections
+    from sim_training.ipi.config import IPIConfig
+
+    cfg = with_sections(IPIConfig(), ["ppo.lr=5e-7", "ppo.iterations=3", "tpo.beta=1.0e1", "rollouts.workers=2"])
+    assert cfg.ppo["lr"] == 5e-7 and isinstance(cfg.ppo["lr"], float)
+    assert cfg.ppo["iterations"] == 3 and cfg.tpo["beta"] == 10.0
+
