@@ -240,7 +240,8 @@ PARTS = {"infer": part_infer, "train": part_train, "sim": part_sim, "eval": part
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--data", required=True, help="a dataset of the task (real frames for inputs and training)")
+    parser.add_argument("--data", default=None,
+                        help="a dataset of the task (real frames for inputs and training); the infer and train parts")
     parser.add_argument("--task", default="PickCube-v1")
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the policy and training")
@@ -254,6 +255,8 @@ def main() -> int:
     parser.add_argument("--compile", action="store_true", help="eval part: the compiled greedy policy")
     parser.add_argument("--part", default=None, help=argparse.SUPPRESS)  # internal: run one part, print JSON
     args = parser.parse_args()
+    if args.data is None and {"infer", "train"} & set(args.parts):
+        parser.error("--data is needed by the infer and train parts")
 
     if args.part:
         result = PARTS[args.part](args)
