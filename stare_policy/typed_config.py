@@ -8,6 +8,7 @@ unknown keys and values of the wrong type instead of failing later with a traceb
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from typing import Any, TypeVar
@@ -57,7 +58,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return from_dict(tp, value, prefix=f"{key}.")
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    if tp is float and isinstance(value, str):  # YAML 1.1 reads `3e-4` (no dot) as a string
+    if tp is float and isinstance(value, str):  # `3e-4` as a string: run records written before _Loader
         try:
             return float(value)
         except ValueError:
@@ -103,21 +104,26 @@ def to_dict(config: Any) -> dict[str, Any]:
     return plain(dataclasses.asdict(config))
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, reading `5e-7` and `1.0e5` as the floats they are. YAML 1.1 (PyYAML) wants a dot
+    and a signed exponent, and reads these as strings, which configs and run records would then echo."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
 def parse_override_value(raw: str) -> Any:
-    """The value of a `key=value` override, read as YAML, except that a number written with an exponent and
-    no dot (`5e-7`, which YAML 1.1 reads as a string) is a float, so configs echo it as the number it is."""
+    """The value of a `key=value` override, read as YAML (the raw text if it is not YAML)."""
     if not raw.strip():
         return ""
     try:
-        value = yaml.safe_load(raw)
+        return yaml.load(raw, Loader=_Loader)
     except yaml.YAMLError:
         return raw
-    if isinstance(value, str) and value == raw.strip():
-        try:
-            return float(value) if value.lower() not in ("nan", "inf", "-inf", "+inf", "infinity") else value
-        except ValueError:
-            pass
-    return value
 
 
 def apply_overrides(config: T, overrides: list[str]) -> T:
@@ -143,7 +149,7 @@ def load_yaml(path: str, cls: type[T]) -> T:
     """Read a YAML file into dataclass `cls`."""
     try:
         with open(path) as f:
-            data = yaml.safe_load(f) or {}
+            data = yaml.load(f, Loader=_Loader) or {}
     except OSError as err:
         raise ConfigError(f"cannot read config {path}: {err.strerror or err}") from None
     except yaml.YAMLError as err:

@@ -169,4 +169,3 @@ def test_section_overrides_keep_numbers_numbers():
     cfg = with_sections(IPIConfig(), ["ppo.lr=5e-7", "ppo.iterations=3", "tpo.beta=1.0e1", "rollouts.workers=2"])
     assert cfg.ppo["lr"] == 5e-7 and isinstance(cfg.ppo["lr"], float)
     assert cfg.ppo["iterations"] == 3 and cfg.tpo["beta"] == 10.0
-
