@@ -24,10 +24,13 @@ def _is_true(node: ast.AST | None) -> bool:
 def findings(source: str, name: str = "<source>") -> list[str]:
     """Unsafe deserialisation in Python `source`, one line each."""
     out, tree = [], ast.parse(source, name)
-    # names bound to a safe loader, e.g. Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    # names bound to a safe loader, e.g. Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader), and
+    # subclasses of one (class Loader(yaml.SafeLoader): its constructors are SafeLoader's)
     safe_loaders = {"yaml.SafeLoader", "yaml.CSafeLoader"} | {
         t.id for n in ast.walk(tree) if isinstance(n, ast.Assign) and "SafeLoader" in ast.unparse(n.value)
-        for t in n.targets if isinstance(t, ast.Name)}
+        for t in n.targets if isinstance(t, ast.Name)} | {
+        n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)
+        and any(ast.unparse(b) in ("yaml.SafeLoader", "yaml.CSafeLoader") for b in n.bases)}
     for node in ast.walk(tree):
         where = f"{name}:{getattr(node, 'lineno', 0)}"
         if isinstance(node, ast.Import):
@@ -71,10 +74,12 @@ torch.load("w.pt", weights_only=False)
 np.load("a.npy", allow_pickle=True)
 yaml.load(text)
 yaml.unsafe_load(text)
+class FullLoader(yaml.FullLoader): pass
+yaml.load(text, Loader=FullLoader)
 AutoModel.from_pretrained("dir", trust_remote_code=True)
 LlavaForConditionalGeneration.from_pretrained("dir")
 """
-    assert len(findings(planted)) == 10, findings(planted)
+    assert len(findings(planted)) == 11, findings(planted)
     fine = """
 import torch, numpy as np, yaml
 torch.load("w.pt", weights_only=True)
@@ -84,6 +89,8 @@ yaml.safe_load(text)
 yaml.load(text, Loader=yaml.SafeLoader)
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 yaml.load(text, Loader=Loader)
+class Floats(yaml.SafeLoader): pass
+yaml.load(text, Loader=Floats)
 AutoTokenizer.from_pretrained("dir", local_files_only=True)
 Llava.from_pretrained("dir", use_safetensors=True)
 """
