@@ -12,6 +12,8 @@ builds pairs for simulated rollouts and for recorded episodes.
 - StA-TPO, stage k: only rollouts that both completed stage k-1 compete ("progressive consistency"; every
   rollout competes on the first stage), the winner has the lower stage cost l_k, ties are broken by which
   one completed the stage, and the log-ratios are later restricted to the steps each spent in stage k.
+  `PairingRule` can widen a tie to costs within a tolerance, and leave out pairs of two rollouts that both
+  failed the stage.
 """
 
 from __future__ import annotations
@@ -45,12 +47,20 @@ class PairingRule:
     max_initial_distance_m: float | None = None
     """With 'instruction': pair only episodes whose `initial` vectors lie within this Euclidean distance
     (None: any two). Ignored for 'start'."""
+    tie_tolerance: float = 0.0
+    """Stage pairs: two stage costs closer than this count as a tie, which only stage completion breaks (else
+    no pair). Costs a few millimetres apart say nothing a policy can learn; 0: only equal costs tie."""
+    pair_failures: bool = True
+    """Stage pairs: whether two rollouts that both failed stage k (neither completed it) form a stage-k pair.
+    False: one of the two must have completed stage k, so a failure is never the preferred side."""
 
     def __post_init__(self):
         if self.group_by not in ("start", "instruction"):
             raise ValueError(f"group_by must be 'start' or 'instruction', got {self.group_by!r}")
         if self.max_initial_distance_m is not None and self.max_initial_distance_m < 0:
             raise ValueError("max_initial_distance_m must be >= 0 (or None)")
+        if not self.tie_tolerance >= 0:
+            raise ValueError(f"tie_tolerance must be >= 0, got {self.tie_tolerance}")
 
     def comparable(self, a: LabelledRollout, b: LabelledRollout) -> bool:
         if self.group_by == "start" or self.max_initial_distance_m is None:
@@ -115,7 +125,9 @@ def stage_pairs(rollouts: Sequence[LabelledRollout], stages: Sequence[int] | Non
                 if not rule.comparable(rollouts[a], rollouts[b]):
                     continue
                 sa, sb = rollouts[a].summary.stages[k], rollouts[b].summary.stages[k]
-                if sa.cost != sb.cost:
+                if not (rule.pair_failures or sa.completed or sb.completed):
+                    continue
+                if abs(sa.cost - sb.cost) > rule.tie_tolerance:
                     winner, loser = (a, b) if sa.cost < sb.cost else (b, a)
                 elif sa.completed != sb.completed:
                     winner, loser = (a, b) if sa.completed else (b, a)

@@ -11,6 +11,7 @@ Rerunning the same command after a kill resumes the round.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -74,10 +75,9 @@ def reference_episodes(paths: list[Path] | None, checkpoint: Path, task: str, su
 
 def run(args: argparse.Namespace) -> dict:
     from sim_training.bags import BagReaderConfig, read_bags
-    from sim_training.preference.pairs import PairingRule
     from sim_training.retrain.label import label, pairs_of, stage_reference
     from sim_training.tasks import UnknownTaskError, get_task
-    from sim_training.train.tpo import check_config, train_on_pairs
+    from sim_training.train.tpo import check_config, pairing_rule, train_on_pairs
     from stare_policy.typed_config import apply_overrides, load_yaml
 
     t0 = time.perf_counter()
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> dict:
     successes = [e for e in read.episodes if e.success]
     reference, reference_source = reference_episodes(args.reference, args.checkpoint, spec.env_id, successes)
     labelled = label(read.episodes, spec, stage_reference(reference, spec), need_outcome=not stage_aware)
-    rule = PairingRule(group_by="instruction", max_initial_distance_m=args.max_initial_distance)
+    rule = pairing_rule(cfg, group_by="instruction", max_initial_distance_m=args.max_initial_distance)
     pairs, per_stage = pairs_of(labelled, rule, stage_aware)
     summary = {
         "method": args.method, "task": spec.env_id, "checkpoint": str(args.checkpoint), "out": str(args.out),
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> dict:
         "truncated": sum(bool(e.extra.get("truncated")) for e in read.episodes),
         "skipped": [{"bag": s.bag, "reason": s.reason} for s in read.skipped] + labelled.skipped,
         "labelled_from_object_poses": labelled.privileged, "reference": reference_source,
-        "pairing": {"group_by": rule.group_by, "max_initial_distance_m": rule.max_initial_distance_m},
+        "pairing": dataclasses.asdict(rule),
         "pairs": len(pairs), "pairs_per_stage": per_stage,
     }
     if not pairs:

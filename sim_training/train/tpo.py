@@ -53,6 +53,10 @@ class TPOConfig:
     """DPO temperature (GRAPE's value)."""
     cost_weight: float = 1.0
     """lambda of StA-TPO's stage-cost penalty q^ = q - lambda * l_k (sign configurable); TPO ignores it."""
+    tie_tolerance: float = 0.0
+    """StA-TPO pairing: stage costs closer than this are a tie, broken only by stage completion (else no pair)."""
+    pair_failures: bool = True
+    """StA-TPO pairing: pair two rollouts that both failed a stage (False: one of them must have completed it)."""
     temperature: float = 1.0
     """Temperature at which log pi is taken (that of the rollouts)."""
     gripper_temperature: float | None = None
@@ -89,10 +93,17 @@ class Side:
     cost: float = 0.0
 
 
-def load_pairs(paths: list[Path], stage_aware: bool):
-    """(episodes, [(winner Side, loser Side)], task spec) of the rollout datasets."""
+def pairing_rule(cfg: TPOConfig, **grouping):
+    """The `PairingRule` of a config's StA-TPO pairing fields (grouping: `group_by`, `max_initial_distance_m`)."""
+    from sim_training.preference.pairs import PairingRule
+
+    return PairingRule(**grouping, tie_tolerance=cfg.tie_tolerance, pair_failures=cfg.pair_failures)
+
+
+def load_pairs(paths: list[Path], stage_aware: bool, rule=None):
+    """(episodes, [(winner Side, loser Side)], task spec) of the rollout datasets; `rule`: a `PairingRule`."""
     from sim_training.data import Dataset
-    from sim_training.preference.pairs import LabelledRollout, stage_pairs, trajectory_pairs
+    from sim_training.preference.pairs import LabelledRollout, PairingRule, stage_pairs, trajectory_pairs
     from stare_policy.stages import segment_privileged, stage_spec, summarize
 
     episodes, specs = [], set()
@@ -111,10 +122,10 @@ def load_pairs(paths: list[Path], stage_aware: bool):
         labelled.append(LabelledRollout(e.seed, seg, summarize(seg, m, stages, e.success), e.success))
     if stage_aware:
         pairs = [(Side(p.winner, p.winner_steps, p.winner_cost), Side(p.loser, p.loser_steps, p.loser_cost))
-                 for p in stage_pairs(labelled)]
+                 for p in stage_pairs(labelled, rule=rule or PairingRule())]
     else:
         pairs = [(Side(p.winner, np.arange(len(episodes[p.winner]))), Side(p.loser, np.arange(len(episodes[p.loser]))))
-                 for p in trajectory_pairs(labelled)]
+                 for p in trajectory_pairs(labelled, rule or PairingRule())]
     return episodes, pairs, task
 
 
@@ -131,7 +142,7 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
     algorithm = "sta-tpo" if stage_aware else "tpo"
     args = build_parser(algorithm).parse_args(argv)
     cfg = check_config(apply_overrides(load_yaml(args.config, TPOConfig) if args.config else TPOConfig(), args.overrides))
-    episodes, pairs, task = load_pairs(args.data, stage_aware)
+    episodes, pairs, task = load_pairs(args.data, stage_aware, pairing_rule(cfg))
     if not pairs:
         raise TPOError(f"the rollouts give no {'stage' if stage_aware else 'success/failure'} pairs from a shared "
                        "initial state (more rollouts per state, or a higher temperature)")
@@ -146,6 +157,8 @@ def check_config(cfg: TPOConfig) -> TPOConfig:
         raise TPOError(f"{', '.join(bad) or 'beta/temperature'} must be positive")
     if cfg.gripper_temperature is not None and cfg.gripper_temperature < 0:
         raise TPOError(f"gripper_temperature must be >= 0 or null, got {cfg.gripper_temperature}")
+    if not cfg.tie_tolerance >= 0:
+        raise TPOError(f"tie_tolerance must be >= 0, got {cfg.tie_tolerance}")
     return cfg
 
 

@@ -4,7 +4,7 @@ state, labelled by the privileged separator."""
 import numpy as np
 import pytest
 
-from sim_training.preference.pairs import LabelledRollout, stage_pairs, trajectory_pairs
+from sim_training.preference.pairs import LabelledRollout, PairingRule, stage_pairs, trajectory_pairs
 from sim_training.stages.rollouts import noisy_replays
 from stare_policy.stages import segment_privileged, stage_spec, summarize
 
@@ -54,3 +54,40 @@ def test_stage_pairs_follow_progressive_consistency(rollouts):
 
 def test_pairs_of_an_empty_set_are_empty():
     assert stage_pairs([]) == [] and trajectory_pairs([]) == []
+
+
+def _key(p):
+    return p.stage, p.winner, p.loser
+
+
+def test_tie_tolerance_leaves_out_near_ties_unless_completion_breaks_them(rollouts):
+    every = stage_pairs(rollouts)
+    gaps = sorted(p.loser_cost - p.winner_cost for p in every if p.loser_cost > p.winner_cost)
+    tolerance = gaps[len(gaps) // 2]  # the median gap: about half the cost-decided pairs become ties
+    kept = stage_pairs(rollouts, rule=PairingRule(tie_tolerance=tolerance))
+    assert 0 < len(kept) < len(every)
+    assert {_key(p) for p in kept} <= {_key(p) for p in every}
+    for p in kept:
+        w, l = rollouts[p.winner].summary.stages[p.stage], rollouts[p.loser].summary.stages[p.stage]
+        assert p.loser_cost - p.winner_cost > tolerance or (w.completed and not l.completed)
+    only_completion = stage_pairs(rollouts, rule=PairingRule(tie_tolerance=1e9))
+    for p in only_completion:
+        assert rollouts[p.winner].summary.stages[p.stage].completed
+        assert not rollouts[p.loser].summary.stages[p.stage].completed
+
+
+def test_pair_failures_false_drops_pairs_of_two_failures_only(rollouts):
+    every = stage_pairs(rollouts)
+
+    def failed_both(p):
+        return not (rollouts[p.winner].summary.stages[p.stage].completed
+                    or rollouts[p.loser].summary.stages[p.stage].completed)
+
+    assert any(failed_both(p) for p in every), "the noisy replays should give pairs of two failures"
+    kept = stage_pairs(rollouts, rule=PairingRule(pair_failures=False))
+    assert {_key(p) for p in kept} == {_key(p) for p in every if not failed_both(p)}
+
+
+def test_pairing_rule_refuses_a_negative_tolerance():
+    with pytest.raises(ValueError, match="tie_tolerance"):
+        PairingRule(tie_tolerance=-0.01)

@@ -53,6 +53,19 @@ def test_sta_tpo_pairs_stages_and_weighs_their_costs(data, tiny_checkpoint, tmp_
     assert state["algorithm"] == "sta-tpo" and state["pairs"] > 0
 
 
+def test_sta_tpo_pairing_rules_come_from_the_config(data, tiny_checkpoint, tmp_path, capsys):
+    # The demos complete Reach and the 8-step rollouts do not: leaving out pairs of two failures, and costs
+    # that only completion can separate, keeps the demo-vs-rollout pairs and drops the rollout-vs-rollout ones.
+    common = ["sta-tpo", "--checkpoint", str(tiny_checkpoint), "--data", *map(str, data), "--quiet"]
+    pairs = {}
+    for name, rules in (("all", []), ("decided", ["pair_failures=false", "tie_tolerance=1e9"])):
+        assert train_main([*common, "--out", str(tmp_path / name), "steps=1", "steps_per_side=4", *rules]) == 0
+        pairs[name] = json.loads((tmp_path / name / "trainer_state.json").read_text())["pairs"]
+    assert 0 < pairs["decided"] < pairs["all"]
+    assert train_main([*common, "--out", str(tmp_path / "bad"), "steps=1", "tie_tolerance=-1"]) == 1
+    assert "tie_tolerance must be >= 0" in capsys.readouterr().err
+
+
 def test_rollouts_without_pairs_are_refused(data, tiny_checkpoint, tmp_path, capsys):
     _, rollouts = data  # failures only: no success/failure pair
     assert train_main(["tpo", "--checkpoint", str(tiny_checkpoint), "--data", str(rollouts), "--out",
