@@ -7,6 +7,7 @@ wrap the model in DistributedDataParallel. Without torchrun everything here is a
 from __future__ import annotations
 
 import os
+import sys
 from collections import deque
 from dataclasses import dataclass
 
@@ -168,3 +169,14 @@ def barrier(d: Dist) -> None:
 def teardown(d: Dist) -> None:
     if d.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_rank(d: Dist, code: int) -> int:
+    """`code` for a single process; a torchrun rank ends here, skipping interpreter teardown. Freeing DDP's
+    reducer on the way out destroys the gloo process group, which joins gloo threads while the GIL is held; a
+    thread waiting for the GIL then hangs the rank for ever (seen twice in CI with a 2-rank SFT test)."""
+    if not d.enabled:
+        return code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

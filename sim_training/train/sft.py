@@ -304,13 +304,13 @@ def main(argv: list[str] | None = None) -> int:
             if dist.main:
                 print(f"sft: stopped by signal at step {step}; checkpoint saved to {out} (rerun to resume)", flush=True)
             distributed.teardown(dist)
-            return 128 + (stop["signal"] or signal.SIGTERM)
+            return distributed.exit_rank(dist, 128 + (stop["signal"] or signal.SIGTERM))
     bar.close()
     if dist.main:
         writer.close()
         print(f"sft: done, {step} steps in {elapsed / 60:.1f} min of training; checkpoint {out}", flush=True)
     distributed.teardown(dist)
-    return 0
+    return distributed.exit_rank(dist, 0)
 
 
 def _check_resume(prior: dict, cfg: SFTConfig, data: list[Path]) -> SFTConfig:
