@@ -1,14 +1,14 @@
 """How far sampled action tokens land from the greedy ones, on recorded frames of a task.
 
     .venv/bin/python benchmarks/sampling_spread.py --checkpoint checkpoints/stack-cube-sft-15k \
-        --data runs/ipi-stack-15k/rollouts --temperature 0.05 --gripper-temperature 0
+        --data runs/ipi-stack-15k/rollouts --temperature 0.05 --gripper-temperature 0 --by-outcome
 
 Rollouts and PPO explore by sampling the arm's tokens at a low temperature, and evaluation acts greedily.
 A low temperature keeps samples near the greedy bin only when the token distribution has one mode. This
 prints, per action dimension, how often a sample differs from the greedy bin and by how many bins, and the
-share of frames where some sample jumps far (a second mode, e.g. at a clipped end of the range). With
-rollouts (`--data` written by stare-rollouts), it also compares the actions the rollouts took with the
-greedy ones, for episodes that succeeded and episodes that failed.
+share of frames where some sample jumps far (a second mode, e.g. at the other end of the range). With
+`--by-outcome` on rollouts of this checkpoint (`stare-rollouts`), it also compares every action the rollouts
+took with the greedy one, for episodes that succeeded and episodes that failed.
 """
 
 from __future__ import annotations

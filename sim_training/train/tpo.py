@@ -26,6 +26,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -37,6 +38,9 @@ from stare_policy.model import checkpoint
 from stare_policy.model.vla import Temperature, action_temperature
 from stare_policy.policy import VLAPolicy
 from stare_policy.typed_config import apply_overrides, load_yaml, to_dict
+
+if TYPE_CHECKING:
+    from sim_training.preference.pairs import PairingRule
 
 PROGRESS_FILE = "progress.jsonl"
 
@@ -93,15 +97,16 @@ class Side:
     cost: float = 0.0
 
 
-def pairing_rule(cfg: TPOConfig, **grouping):
+def pairing_rule(cfg: TPOConfig, **grouping) -> PairingRule:
     """The `PairingRule` of a config's StA-TPO pairing fields (grouping: `group_by`, `max_initial_distance_m`)."""
     from sim_training.preference.pairs import PairingRule
 
     return PairingRule(**grouping, tie_tolerance=cfg.tie_tolerance, pair_failures=cfg.pair_failures)
 
 
-def load_pairs(paths: list[Path], stage_aware: bool, rule=None):
-    """(episodes, [(winner Side, loser Side)], task spec) of the rollout datasets; `rule`: a `PairingRule`."""
+def load_pairs(paths: list[Path], stage_aware: bool, rule: PairingRule | None = None):
+    """(episodes, [(winner Side, loser Side)], task spec) of the rollout datasets, paired by `rule` (default:
+    `PairingRule()`)."""
     from sim_training.data import Dataset
     from sim_training.preference.pairs import LabelledRollout, PairingRule, stage_pairs, trajectory_pairs
     from stare_policy.stages import segment_privileged, stage_spec, summarize
