@@ -4,6 +4,7 @@ diagnostics message, and a `main()` that spins until SIGINT/SIGTERM and shuts do
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import sys
 import typing
 
@@ -97,6 +98,7 @@ def run_node(make_node, args=None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
+    faulthandler.enable()  # a crash in native code (rmw, a message library) leaves every thread's Python stack
     rclpy.init(args=args if args is not None else sys.argv)
     node = executor = None
     try:
