@@ -2,13 +2,15 @@
 
     .venv/bin/python benchmarks/sampling_spread.py --checkpoint checkpoints/stack-cube-sft-15k \
         --data runs/ipi-stack-15k/rollouts --temperature 0.05 --gripper-temperature 0 --by-outcome
+    .venv/bin/python benchmarks/sampling_spread.py ... --greedy-prefix [--window 4]
 
 Rollouts and PPO explore by sampling the arm's tokens at a low temperature, and evaluation acts greedily.
 A low temperature keeps samples near the greedy bin only when the token distribution has one mode. This
 prints, per action dimension, how often a sample differs from the greedy bin and by how many bins, and the
 share of frames where some sample jumps far (a second mode, e.g. at the other end of the range). With
 `--by-outcome` on rollouts of this checkpoint (`stare-rollouts`), it also compares every action the rollouts
-took with the greedy one, for episodes that succeeded and episodes that failed.
+took with the greedy one, for episodes that succeeded and episodes that failed. `--greedy-prefix` and
+`--window` measure the same with the policy's exploration options (`VLA.sample`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, required=True, help="a dataset of the task (demos or rollouts)")
     parser.add_argument("--temperature", type=float, default=0.05, help="the arm tokens' sampling temperature")
     parser.add_argument("--gripper-temperature", type=float, default=0.0)
+    parser.add_argument("--window", type=int, default=None, help="sample within this many bins of greedy")
+    parser.add_argument("--greedy-prefix", action="store_true", help="sample each token after the greedy ones")
     parser.add_argument("--frames", type=int, default=256, help="frames drawn from the dataset")
     parser.add_argument("--samples", type=int, default=20, help="samples per frame")
     parser.add_argument("--far", type=int, default=16, help="a sample this many bins or more from greedy is far")
@@ -68,12 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         for start in range(0, len(frames), args.batch):
             inputs = policy_inputs(policy, episodes, frames[start:start + args.batch])
             greedy = policy.model.sample(inputs, 0.0).bins
-            gaps.append(np.stack([(policy.model.sample(inputs, temperature, generator).bins - greedy).abs().numpy()
-                                  for _ in range(args.samples)]))
+            draw = lambda: policy.model.sample(inputs, temperature, generator, args.window,  # noqa: E731
+                                               args.greedy_prefix).bins
+            gaps.append(np.stack([(draw() - greedy).abs().numpy() for _ in range(args.samples)]))
     gap = np.concatenate(gaps, axis=1)
     dims = gap.shape[-1]
     print(f"{args.checkpoint} on {len(frames)} frames of {args.data} ({len(episodes)} episodes), {args.samples} samples "
-          f"each at temperature {args.temperature} (gripper {args.gripper_temperature})")
+          f"each at temperature {args.temperature} (gripper {args.gripper_temperature}), window {args.window}, "
+          f"{'greedy' if args.greedy_prefix else 'sampled'} prefix")
     print("dimension:                     " + " ".join(f"{d:>6}" for d in range(dims)))
     print("P(sample != greedy):           " + " ".join(f"{v:6.3f}" for v in (gap > 0).mean(axis=(0, 1))))
     print("mean |sample - greedy| (bins): " + " ".join(f"{v:6.2f}" for v in gap.mean(axis=(0, 1))))

@@ -34,6 +34,8 @@ class PolicyStep:
     """(B,) log pi of the chosen tokens."""
     value: torch.Tensor
     """(B,) value estimate."""
+    centres: torch.Tensor | None = None
+    """(B, 7) `ActionSample.centres` (None without a window or greedy prefix): `evaluate` needs them."""
 
 
 class VLAPolicy:
@@ -104,26 +106,37 @@ class VLAPolicy:
         *,
         temperature: Temperature = 0.0,
         generator: torch.Generator | None = None,
+        window: int | None = None,
+        greedy_prefix: bool = False,
     ) -> PolicyStep:
-        """One action per observation; `temperature` is one value or one per action dimension (0: greedy)."""
+        """One action per observation; `temperature` is one value or one per action dimension (0: greedy);
+        sampled tokens stay within `window` bins of the greedy ones (None: anywhere) and, with
+        `greedy_prefix`, each is drawn given the greedy tokens before it (`VLA.sample`)."""
         greedy = not any(per_dimension(temperature, self.model.config.action_dim))  # raises on bad values
         single = getattr(image, "ndim", 0) == 3
         inputs = self.inputs(image, instruction, proprio)
         if greedy and self.compiled is not None:
             sample = self.compiled(inputs)
         else:
-            sample = self.model.sample(inputs, temperature, generator)
+            sample = self.model.sample(inputs, temperature, generator, window, greedy_prefix)
         action = self.processor.actions(sample.bins)
-        return PolicyStep(action[0] if single else action, sample.bins, sample.log_prob, sample.value)
+        return PolicyStep(action[0] if single else action, sample.bins, sample.log_prob, sample.value, sample.centres)
 
     def act(self, image: Any, instruction: str | Sequence[str], proprio: Any = None, *, temperature: Temperature = 0.0,
-            generator: torch.Generator | None = None) -> np.ndarray:
-        return self.step(image, instruction, proprio, temperature=temperature, generator=generator).action
+            generator: torch.Generator | None = None, window: int | None = None,
+            greedy_prefix: bool = False) -> np.ndarray:
+        return self.step(image, instruction, proprio, temperature=temperature, generator=generator,
+                         window=window, greedy_prefix=greedy_prefix).action
 
     def evaluate(
-        self, inputs: VLAInputs, actions: np.ndarray | torch.Tensor, temperature: Temperature = 1.0
+        self, inputs: VLAInputs, actions: np.ndarray | torch.Tensor, temperature: Temperature = 1.0,
+        window: int | None = None, centres: torch.Tensor | None = None, greedy_prefix: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """log pi (B,), entropy (B,), value (B,) of actions (B, 7); float actions are tokenised first."""
+        """log pi (B,), entropy (B,), value (B,) of actions (B, 7); float actions are tokenised first.
+        `window`, `centres` and `greedy_prefix`: those of the sampling (`step`), so that log pi is taken
+        where it sampled."""
         bins = actions if isinstance(actions, torch.Tensor) and not actions.is_floating_point() \
             else self.processor.bins(np.asarray(actions))
-        return self.model.evaluate_actions(inputs, bins.to(self.device).clone(), temperature)
+        centres = None if centres is None else centres.to(self.device)
+        return self.model.evaluate_actions(inputs, bins.to(self.device).clone(), temperature, window, centres,
+                                           greedy_prefix)

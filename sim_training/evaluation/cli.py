@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="'auto': GPU simulation when CUDA is available")
     parser.add_argument("--device", default="auto", help="policy device: auto, cpu or cuda")
     parser.add_argument("--temperature", type=float, default=0.0, help="action sampling temperature (0: greedy)")
+    parser.add_argument("--gripper-temperature", type=float, default=None,
+                        help="the gripper token's temperature (default: --temperature; 0: greedy gripper)")
+    parser.add_argument("--window", type=int, default=None,
+                        help="with a temperature: sample each token within this many bins of the greedy one")
+    parser.add_argument("--greedy-prefix", action="store_true",
+                        help="with a temperature: sample each token given the greedy tokens before it")
     parser.add_argument("--instruction", default=None, help="instruction (default: the task's canonical one)")
     parser.add_argument("--videos", type=int, default=0, help="mp4 videos of the first K episodes per task")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default <checkpoint>.eval)")
@@ -66,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("episodes", "workers", "env_groups"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.videos < 0 or args.temperature < 0:
-        parser.error("--videos and --temperature must be >= 0")
+    if min(args.videos, args.temperature, args.gripper_temperature or 0, args.window or 0) < 0:
+        parser.error("--videos, --temperature, --gripper-temperature and --window must be >= 0")
 
     import torch
     from tqdm import tqdm
@@ -110,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 
             summary = evaluate(policy, TASKS[task], episodes=args.episodes, seed_start=args.seed_start,
                                workers=args.workers, env_groups=args.env_groups, sim_backend=backend,
-                               temperature=args.temperature,
+                               temperature=args.temperature, gripper_temperature=args.gripper_temperature,
+                               window=args.window, greedy_prefix=args.greedy_prefix,
                                instruction=args.instruction, videos=args.videos, video_dir=out / "videos",
                                on_episode=done)
             bar.close()

@@ -13,6 +13,7 @@ from sim_training.envs.gpu_physics import GPU_SIM_BACKENDS
 from sim_training.evaluation.rollout import EpisodeRecord, run_async, run_waves, split_workers
 from sim_training.evaluation.stages import make_eval_env, stage_completion
 from sim_training.tasks import TaskSpec
+from stare_policy.model.vla import action_temperature, check_window, per_dimension
 from stare_policy.policy import VLAPolicy
 
 EVAL_SEED_START = 1_000_000
@@ -28,6 +29,9 @@ def evaluate(
     workers: int = 2,
     sim_backend: str = "cpu",
     temperature: float = 0.0,
+    gripper_temperature: float | None = None,
+    window: int | None = None,
+    greedy_prefix: bool = False,
     instruction: str | None = None,
     videos: int = 0,
     video_dir: Path | None = None,
@@ -38,10 +42,14 @@ def evaluate(
     """Closed-loop episodes on seeds seed_start, seed_start+1, ...; CPU workers are split into `env_groups`
     groups that take turns, so the policy acts for one group while the others step (1: all in lockstep)."""
     instruction = instruction or spec.instruction
-    generator = torch.Generator(device=policy.device).manual_seed(seed) if temperature > 0 else None
+    temperatures = action_temperature(temperature, gripper_temperature, policy.model.config.action_dim)
+    sampled = any(per_dimension(temperatures, policy.model.config.action_dim))  # raises on bad values
+    check_window(window)
+    generator = torch.Generator(device=policy.device).manual_seed(seed) if sampled else None
 
     def act(images, proprio) -> np.ndarray:
-        return policy.act(images, instruction, proprio, temperature=temperature, generator=generator)
+        return policy.act(images, instruction, proprio, temperature=temperatures, generator=generator, window=window,
+                          greedy_prefix=greedy_prefix)
 
     seeds = list(range(seed_start, seed_start + episodes))
     num_envs = min(workers, episodes)
@@ -68,6 +76,9 @@ def evaluate(
     return summarize(spec.env_id, records, stage_completion(names, records), extra={
         "instruction": instruction,
         "temperature": temperature,
+        "gripper_temperature": gripper_temperature,
+        "window": window,
+        "greedy_prefix": greedy_prefix,
         "sim_backend": sim_backend,
         "workers": num_envs,
         "env_groups": len(sizes),

@@ -22,6 +22,12 @@ class RolloutsSection:
     """Sampling temperature of the rollouts (TPO/StA-TPO take log pi at their own `temperature`)."""
     gripper_temperature: float | None = None
     """The gripper token's (None: `temperature`; 0: greedy); give `tpo.gripper_temperature` the same."""
+    window: int | None = None
+    """Sample each token within this many bins of the greedy one (None: anywhere). TPO's log-ratios stay on
+    the whole distribution: the reference's and the policy's windows could differ."""
+    greedy_prefix: bool = False
+    """Sample each token given the greedy tokens before it (`VLA.sample`); TPO's log-ratios stay those of the
+    actions taken, token after token."""
     seed_start: int = ROLLOUT_SEED_START
     max_steps: int | None = None
     """Step limit of a rollout (default: the task's)."""
@@ -62,7 +68,7 @@ def check(cfg: IPIConfig) -> None:
     """Every problem a run would meet late, raised now: a missing task or SFT source, a section key that
     its phase's command would refuse, a budget that is not positive."""
     from sim_training.tasks import UnknownTaskError, get_task
-    from sim_training.train.ppo import PPOConfig
+    from sim_training.train.ppo import PPOConfig, PPOError, check_config as check_ppo
     from sim_training.train.sft import SFTConfig
     from sim_training.train.tpo import TPOConfig
 
@@ -87,6 +93,10 @@ def check(cfg: IPIConfig) -> None:
             raise ConfigError(f"demos: none holds {cfg.task} ({', '.join(f'{d}: {t}' for d, t in held.items())})")
     for name, cls in (("sft", SFTConfig), ("tpo", TPOConfig), ("ppo", PPOConfig)):
         from_dict(cls, getattr(cfg, name), prefix=f"{name}.")
+    try:
+        check_ppo(from_dict(PPOConfig, cfg.ppo))
+    except PPOError as err:
+        raise ConfigError(f"ppo: {err}") from None
     for key in ("temperature", "gripper_temperature"):  # log pi must be taken where the rollouts sampled
         if key in cfg.tpo and cfg.tpo[key] != getattr(cfg.rollouts, key):
             raise ConfigError(f"tpo.{key} ({cfg.tpo[key]}) must equal rollouts.{key} ({getattr(cfg.rollouts, key)}); "
@@ -98,5 +108,7 @@ def check(cfg: IPIConfig) -> None:
         raise ConfigError("rollouts.temperature must be > 0 (pairs need different rollouts)")
     if cfg.rollouts.workers < 1:
         raise ConfigError("rollouts.workers must be >= 1")
+    if cfg.rollouts.window is not None and cfg.rollouts.window < 0:
+        raise ConfigError(f"rollouts.window must be >= 0 bins or null, got {cfg.rollouts.window}")
     if cfg.eval.episodes < 1 or cfg.eval.workers < 1:
         raise ConfigError("eval.episodes and eval.workers must be >= 1")

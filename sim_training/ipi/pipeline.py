@@ -169,6 +169,8 @@ class Pipeline:
                           "--seed-start", str(r.seed_start), "--workers", str(r.workers), "--out",
                           str(self.out / "rollouts"), "--overwrite",
                           *(["--max-steps", str(r.max_steps)] if r.max_steps else []),
+                          *(["--window", str(r.window)] if r.window is not None else []),
+                          *(["--greedy-prefix"] if r.greedy_prefix else []),
                           *(["--gripper-temperature", str(r.gripper_temperature)]
                             if r.gripper_temperature is not None else []), *flags]
         if phase.kind in PREFERENCE:

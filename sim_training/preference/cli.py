@@ -24,6 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--temperature", type=float, default=1.0, help="action sampling temperature (default 1)")
     parser.add_argument("--gripper-temperature", type=float, default=None,
                         help="the gripper token's temperature (default: --temperature; 0: greedy gripper)")
+    parser.add_argument("--window", type=int, default=None,
+                        help="sample each token within this many bins of the greedy one (default: anywhere)")
+    parser.add_argument("--greedy-prefix", action="store_true",
+                        help="sample each token given the greedy tokens before it, not the sampled ones")
     parser.add_argument("--seed-start", type=int, default=ROLLOUT_SEED_START,
                         help=f"first initial-state seed (default {ROLLOUT_SEED_START})")
     parser.add_argument("--max-steps", type=int, default=None, help="step limit (default: the task's)")
@@ -42,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) < 1:
             print(f"stare-rollouts: error: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
             return 2
-    if args.temperature < 0 or (args.gripper_temperature or 0) < 0:
-        print("stare-rollouts: error: --temperature and --gripper-temperature must be >= 0", file=sys.stderr)
+    if args.temperature < 0 or (args.gripper_temperature or 0) < 0 or (args.window or 0) < 0:
+        print("stare-rollouts: error: --temperature, --gripper-temperature and --window must be >= 0", file=sys.stderr)
         return 2
     if args.out.exists() and not args.overwrite:
         print(f"stare-rollouts: error: {args.out} exists (pass --overwrite to replace it)", file=sys.stderr)
@@ -65,11 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     from stare_policy.model.vla import action_temperature
 
     temperature = action_temperature(args.temperature, args.gripper_temperature)
-    generator = PolicyRolloutGenerator(policy, spec, temperature, args.max_steps) if args.workers == 1 else None
+    generator = PolicyRolloutGenerator(policy, spec, temperature, args.max_steps, window=args.window,
+                                       greedy_prefix=args.greedy_prefix) \
+        if args.workers == 1 else None
     seeds = list(range(args.seed_start, args.seed_start + args.initial_states))
     total = args.initial_states * args.per_state
     source = {"checkpoint": str(args.checkpoint), "temperature": args.temperature,
-              "gripper_temperature": args.gripper_temperature, "per_state": args.per_state,
+              "gripper_temperature": args.gripper_temperature, "window": args.window,
+              "greedy_prefix": args.greedy_prefix, "per_state": args.per_state,
               "initial_states": seeds, "workers": args.workers}
     wins = 0
     try:
@@ -77,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 tqdm(total=total, desc=f"{spec.env_id} rollouts", unit="ep", disable=args.quiet) as bar:
             episodes = rollouts(generator, seeds, args.per_state) if generator else vector_rollouts(
                 policy, spec, [(s, k) for s in seeds for k in range(args.per_state)], args.workers, temperature,
-                max_steps=args.max_steps)
+                max_steps=args.max_steps, window=args.window, greedy_prefix=args.greedy_prefix)
             for episode in episodes:
                 writer.add(episode)
                 wins += episode.success

@@ -1,5 +1,5 @@
 """Rollouts of a policy for preference learning: K rollouts from each of N initial states, sampled with a
-temperature, recorded in the dataset format (policy inputs, action, privileged state, success flags) so
+temperature (within a window around the greedy bins, when given), recorded in the dataset format (policy inputs, action, privileged state, success flags) so
 that StARe can label them and `pairs.py` can pair those that share a start.
 
 Each rollout's sampling is seeded from (initial state, rollout index), so a rollout set is reproducible.
@@ -22,7 +22,7 @@ from sim_training.envs import make_env
 from sim_training.envs.worker_slots import WorkerSlots
 from sim_training.envs.observation import policy_inputs
 from sim_training.tasks import TaskSpec, get_task
-from stare_policy.model.vla import Temperature, per_dimension
+from stare_policy.model.vla import Temperature, check_window, per_dimension
 
 
 class PolicyRolloutGenerator:
@@ -30,9 +30,11 @@ class PolicyRolloutGenerator:
     step limit."""
 
     def __init__(self, policy, task: str | TaskSpec, temperature: Temperature, max_steps: int | None = None,
-                 instruction: str | None = None):
+                 instruction: str | None = None, window: int | None = None, greedy_prefix: bool = False):
         per_dimension(temperature, policy.model.config.action_dim)  # raises on a bad value
-        self.policy, self.spec, self.temperature = policy, get_task(task), temperature
+        check_window(window)
+        self.policy, self.spec, self.temperature, self.window = policy, get_task(task), temperature, window
+        self.greedy_prefix = greedy_prefix
         self.max_steps = max_steps or self.spec.max_episode_steps
         self.instruction = instruction or self.spec.instruction
         self.env = _StepLog(make_env(self.spec), self.spec)
@@ -46,14 +48,16 @@ class PolicyRolloutGenerator:
             seen = policy_inputs(obs, self.spec)
             image = seen.pop("image")
             action = self.policy.act(image, self.instruction, seen, temperature=self.temperature,
-                                     generator=generator)
+                                     generator=generator, window=self.window, greedy_prefix=self.greedy_prefix)
             obs, _, _, _, info = self.env.step(np.asarray(action, np.float32)[None])
             success = bool(np.asarray(info["success"].cpu()).any())
             if success:
                 break
         arrays = self.env.arrays()
         arrays["initial_state"] = initial_state
-        return Episode(arrays, seed, self.instruction, success, {"rollout": k, "temperature": self.temperature})
+        return Episode(arrays, seed, self.instruction, success,
+                       {"rollout": k, "temperature": self.temperature, "window": self.window,
+                        "greedy_prefix": self.greedy_prefix})
 
     def close(self) -> None:
         self.env.close()
@@ -92,12 +96,14 @@ def _logged(env, spec: TaskSpec):
 
 
 def vector_rollouts(policy, task: str | TaskSpec, jobs: list[tuple[int, int]], workers: int, temperature: Temperature,
-                    *, max_steps: int | None = None, instruction: str | None = None, seed: int = 0) -> Iterator[Episode]:
+                    *, max_steps: int | None = None, instruction: str | None = None, seed: int = 0,
+                    window: int | None = None, greedy_prefix: bool = False) -> Iterator[Episode]:
     """Rollouts for (seed, rollout index) jobs on `workers` CPU simulator processes, yielded as they end."""
     from sim_training.envs import make_vector_env
     from sim_training.evaluation.rollout import batched_inputs
 
     per_dimension(temperature, policy.model.config.action_dim)
+    check_window(window)
     spec = get_task(task)
     instruction = instruction or spec.instruction
     max_steps = max_steps or spec.max_episode_steps
@@ -111,7 +117,8 @@ def vector_rollouts(policy, task: str | TaskSpec, jobs: list[tuple[int, int]], w
         obs, _ = env.reset(seed=slots.seeds(seed_of))
         while slots.running:
             images, proprio = batched_inputs(obs, spec)
-            actions = policy.act(images, instruction, proprio, temperature=temperature, generator=generator)
+            actions = policy.act(images, instruction, proprio, temperature=temperature, generator=generator,
+                                 window=window, greedy_prefix=greedy_prefix)
             obs, _, terminated, truncated, info = env.step(np.asarray(actions, np.float32))
             won = np.asarray(info["success"]).reshape(k).astype(bool)
             done = np.zeros(k, dtype=bool)
@@ -125,7 +132,8 @@ def vector_rollouts(policy, task: str | TaskSpec, jobs: list[tuple[int, int]], w
             for w in np.flatnonzero(done):
                 seed, index = jobs[slots.job[w]]
                 yield Episode(logs[w], seed, instruction, success[w],
-                              {"rollout": index, "temperature": temperature, "workers": k})
+                              {"rollout": index, "temperature": temperature, "window": window,
+                               "greedy_prefix": greedy_prefix, "workers": k})
                 steps[w], success[w] = 0, False
             reset = slots.reassign(done)
             if reset.any():

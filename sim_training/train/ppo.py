@@ -38,7 +38,7 @@ from sim_training.train import TrainError, distributed
 from sim_training.train.ppo_envs import EnvStepper, Episode, make_rl_envs
 from sim_training.train.state import load_optimizer, read_train_state, save_train_state
 from stare_policy.model import checkpoint
-from stare_policy.model.vla import Temperature, action_temperature
+from stare_policy.model.vla import Temperature, action_temperature, check_window
 from stare_policy.policy import VLAPolicy
 from stare_policy.typed_config import apply_overrides, from_dict, load_yaml, to_dict
 
@@ -64,6 +64,12 @@ class PPOConfig:
     gripper_temperature: float | None = None
     """Temperature of the gripper token; None: `temperature`. 0: the gripper is taken greedily and left out of
     log pi, entropy and KL, so PPO explores and learns the arm only (docs/training.md)."""
+    window: int | None = None
+    """Sampled tokens stay within this many bins of the greedy one; log pi, entropy and KL are taken on that
+    window (centred where it was when sampling). None: the whole range (docs/training.md)."""
+    greedy_prefix: bool = False
+    """Sample each token given the greedy tokens before it (`VLA.sample`), so exploration stays near the
+    greedy action that evaluation takes; log pi is taken on the same conditionals (docs/training.md)."""
     gamma: float = 0.99
     """Discount; also the gamma of StA-PPO's shaping term gamma * Phi(s') - Phi(s)."""
     gae_lambda: float = 0.95
@@ -136,6 +142,8 @@ class Rollout:
     proprio: dict[str, np.ndarray]
     bins: torch.Tensor
     log_probs: torch.Tensor
+    centres: torch.Tensor | None
+    """`ActionSample.centres` of each step (None without a window or greedy prefix)."""
     values: np.ndarray
     rewards: np.ndarray
     shaping: np.ndarray
@@ -152,11 +160,12 @@ class Rollout:
 
 
 def collect(policy: VLAPolicy, stepper: EnvStepper, obs: dict, steps: int, instruction: str, temperature: Temperature,
-            generator: torch.Generator | None = None, stop=lambda: False) -> tuple[Rollout | None, dict]:
+            generator: torch.Generator | None = None, stop=lambda: False,
+            window: int | None = None, greedy_prefix: bool = False) -> tuple[Rollout | None, dict]:
     """Act `steps` times in every env; returns (rollout, next observation), or (None, obs) if `stop()`."""
     n = stepper.n
 
-    images, proprios, bins, log_probs, values = [], [], [], [], []
+    images, proprios, bins, log_probs, centres, values = [], [], [], [], [], []
     rewards, shaping, terminated, truncated = (np.zeros((steps, n)) for _ in range(4))
     terminated, truncated = terminated.astype(bool), truncated.astype(bool)
     final_values, episodes, policy_s, sim_s = np.zeros((steps, n)), [], 0.0, 0.0
@@ -165,12 +174,14 @@ def collect(policy: VLAPolicy, stepper: EnvStepper, obs: dict, steps: int, instr
             return None, obs
         image, proprio = stepper.inputs(obs)
         t0 = time.perf_counter()
-        out = policy.step(image, instruction, proprio, temperature=temperature, generator=generator)
+        out = policy.step(image, instruction, proprio, temperature=temperature, generator=generator, window=window,
+                          greedy_prefix=greedy_prefix)
         policy_s += time.perf_counter() - t0
         images.append(torch.as_tensor(image))
         proprios.append(proprio)
         bins.append(out.bins.clone())  # clones: outside inference mode, so that the update may use them
         log_probs.append(out.log_prob.clone())
+        centres.append(None if out.centres is None else out.centres.clone())
         values.append(out.value.float().cpu().numpy())
         t0 = time.perf_counter()
         step = stepper.step(out.action)
@@ -184,7 +195,8 @@ def collect(policy: VLAPolicy, stepper: EnvStepper, obs: dict, steps: int, instr
     image, proprio = stepper.inputs(obs)
     last_value = policy.step(image, instruction, proprio).value.float().cpu().numpy()
     rollout = Rollout(torch.stack(images), {k: np.stack([p[k] for p in proprios]) for k in proprios[0]},
-                      torch.stack(bins), torch.stack(log_probs), np.stack(values), rewards, shaping, terminated,
+                      torch.stack(bins), torch.stack(log_probs), None if centres[0] is None else torch.stack(centres),
+                      np.stack(values), rewards, shaping, terminated,
                       truncated, final_values, last_value, episodes, policy_s, sim_s)
     return rollout, obs
 
@@ -219,6 +231,7 @@ def update(policy: VLAPolicy, optimizer: torch.optim.Optimizer, rollout: Rollout
     device = policy.device
     flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731  (T, N, ...) -> (T * N, ...)
     images, bins, old_logp = flat(rollout.images), flat(rollout.bins), flat(rollout.log_probs).to(device)
+    centres = None if rollout.centres is None else flat(rollout.centres)
     proprio = {k: flat(v) for k, v in rollout.proprio.items()}
     adv = torch.as_tensor(flat(advantages), dtype=torch.float32, device=device)
     if cfg.norm_advantages:
@@ -238,7 +251,8 @@ def update(policy: VLAPolicy, optimizer: torch.optim.Optimizer, rollout: Rollout
         for start in range(0, total, minibatch):
             mb = order[start : start + minibatch]
             inputs = policy.inputs(images[mb], instruction, {k: v[mb] for k, v in proprio.items()})
-            logp, entropy, value = policy.evaluate(inputs, bins[mb], sampling_temperature(cfg))
+            logp, entropy, value = policy.evaluate(inputs, bins[mb], sampling_temperature(cfg), cfg.window,
+                                                   None if centres is None else centres[mb], cfg.greedy_prefix)
             log_ratio = logp - old_logp[mb]
             ratio = log_ratio.exp()
             pg_loss = torch.max(-adv[mb] * ratio, -adv[mb] * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
@@ -276,7 +290,8 @@ def sampling_temperature(cfg: PPOConfig) -> Temperature:
     return action_temperature(cfg.temperature, cfg.gripper_temperature)
 
 
-def _check(cfg: PPOConfig) -> None:
+def check_config(cfg: PPOConfig) -> None:
+    """PPOError for a config no run could use (also checked by `stare-ipi` before anything runs)."""
     positive = {k: getattr(cfg, k) for k in ("iterations", "num_envs", "rollout_steps", "epochs", "minibatch_size",
                                               "save_every", "lr", "value_lr")}
     bad = [k for k, v in positive.items() if v <= 0]
@@ -292,6 +307,10 @@ def _check(cfg: PPOConfig) -> None:
         raise PPOError(f"sim_backend must be 'cpu' or 'gpu', got {cfg.sim_backend!r}")
     if cfg.max_episode_steps is not None and cfg.max_episode_steps <= 0:
         raise PPOError("max_episode_steps must be positive (or null for the task's)")
+    try:
+        check_window(cfg.window)
+    except ValueError as err:
+        raise PPOError(str(err)) from None
 
 
 def _check_resume(prior: dict, cfg: PPOConfig, algorithm: str, start: Path, task: str) -> PPOConfig:
@@ -330,7 +349,7 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
     # ---- configuration -------------------------------------------------------------------------------------
     cfg = load_yaml(args.config, PPOConfig) if args.config else PPOConfig()
     cfg = apply_overrides(cfg, args.overrides)
-    _check(cfg)
+    check_config(cfg)
     from sim_training.tasks import UnknownTaskError, get_task
 
     try:
@@ -434,7 +453,8 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
             generator = torch.Generator(device=device).manual_seed((cfg.seed * 1_000_003 + iteration) * d.world + d.rank)
             # Alone, a signal stops mid-rollout; data-parallel ranks stop together at the end of an iteration.
             rollout, obs = collect(policy, stepper, obs, cfg.rollout_steps, instruction, sampling_temperature(cfg), generator,
-                                   stop=lambda: stop["signal"] != 0 and not d.enabled)
+                                   stop=lambda: stop["signal"] != 0 and not d.enabled, window=cfg.window,
+                                   greedy_prefix=cfg.greedy_prefix)
             if rollout is None:
                 break
             t_collect = time.perf_counter() - t_start

@@ -41,6 +41,8 @@ def test_the_ablation_runs_each_shared_phase_once_parents_first():
     (["--task", "PickCube-v1", "--sft-checkpoint", CKPT, "ppo.num_envs=many"], "ppo.num_envs: expected int"),
     (["--task", "PickCube-v1", "--sft-checkpoint", CKPT, "rollouts.temperature=0"], "rollouts.temperature"),
     (["--task", "PickCube-v1", "--sft-checkpoint", CKPT, "eval.episodez=3"], "unknown config key"),
+    (["--task", "PickCube-v1", "--sft-checkpoint", CKPT, "rollouts.window=-2"], "rollouts.window must be >= 0"),
+    (["--task", "PickCube-v1", "--sft-checkpoint", CKPT, "ppo.window=-2"], "sampling window"),
     (["--task", "PickCube-v1", "--sft-checkpoint", CKPT, "rollouts.gripper_temperature=0", "tpo.gripper_temperature=1"],
      "tpo.gripper_temperature (1) must equal rollouts.gripper_temperature (0"),
     (["--task", "PickCube-v1", "--demos", "/nonexistent/demos"], "demos:"),

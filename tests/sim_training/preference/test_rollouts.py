@@ -39,12 +39,14 @@ def test_refuses_an_existing_output_and_bad_counts(tiny_checkpoint, tmp_path):
     common = ["--checkpoint", str(tiny_checkpoint), "--task", "PickCube-v1", "--out", str(tmp_path)]
     assert main([*common, "--initial-states", "1", "--per-state", "1"]) == 1  # tmp_path exists
     assert main([*common, "--initial-states", "0", "--per-state", "1", "--overwrite"]) == 2
+    assert main([*common, "--initial-states", "1", "--per-state", "1", "--window", "-1", "--overwrite"]) == 2
 
 
 def test_workers_run_the_same_jobs_as_one_env_batched(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "vector"
     assert main(["--checkpoint", str(tiny_checkpoint), "--task", "PickCube-v1", "--initial-states", "2",
-                 "--per-state", "2", "--max-steps", "5", "--workers", "2", "--out", str(out), "--quiet"]) == 0
+                 "--per-state", "2", "--max-steps", "5", "--workers", "2", "--greedy-prefix", "--window", "3",
+                 "--out", str(out), "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rollouts"] == 4
     dataset = Dataset(out)
     episodes = [dataset.episode(i) for i in range(len(dataset))]
@@ -52,6 +54,7 @@ def test_workers_run_the_same_jobs_as_one_env_batched(tiny_checkpoint, tmp_path,
         (2_000_000, 0), (2_000_000, 1), (2_000_001, 0), (2_000_001, 1)]
     for e in episodes:
         assert len(e) == 5 or e.success
+        assert (e.extra["window"], e.extra["greedy_prefix"]) == (3, True)
         assert len(e.arrays["priv.cube_pose"]) == len(e) and e.arrays["initial_state"].ndim == 1
     # rollouts of one start begin in the same state; the two starts differ
     by_seed = {}

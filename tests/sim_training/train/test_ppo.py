@@ -18,8 +18,9 @@ from tiny_checkpoint import tiny_checkpoint  # noqa: F401  (a fixture)
 from data_parallel import torchrun
 from sim_training.tasks import get_task
 from sim_training.train.cli import main as train_main
-from sim_training.train.ppo import collect, gae
+from sim_training.train.ppo import PPOConfig, PPOError, check_config, collect, gae
 from sim_training.train.ppo_envs import EnvStepper, make_rl_envs
+from stare_policy.model.vla import action_temperature
 from stare_policy.policy import VLAPolicy
 
 REPO = Path(__file__).resolve().parents[3]
@@ -112,6 +113,34 @@ def test_a_policy_with_another_tasks_goal_input_collects_where_that_input_is_abs
     assert rollout.truncated[:, 0].tolist() == [False, True, False]
     assert np.isfinite(rollout.final_values).all() and rollout.final_values[1, 0] != 0.0
     assert np.isfinite(rollout.last_value).all()
+
+
+def test_a_greedy_prefix_windowed_rollout_records_its_centres_and_the_update_takes_log_pi_on_them():
+    """PPO with `window` and `greedy_prefix`: sampled bins stay near the greedy action, the gripper is the
+    greedy one, and the update's log pi of the unchanged policy equals the rollout's (ratio 1), because it
+    is taken on the windows and greedy prefixes the rollout sampled with."""
+    policy = VLAPolicy.load(REPO / "checkpoints" / "stack-cube-sft-15k")
+    spec = get_task("StackCube-v1")
+    envs = make_rl_envs(spec, 1, stage_aware=True, gamma=0.9, max_episode_steps=10)
+    temperature = action_temperature(3.0, 0.0)
+    try:
+        stepper = EnvStepper(envs, spec, first_seed=500)
+        rollout, _ = collect(policy, stepper, stepper.reset(), 4, spec.instruction, temperature,
+                             torch.Generator().manual_seed(0), window=2, greedy_prefix=True)
+    finally:
+        envs.close()
+    assert rollout.centres.shape == rollout.bins.shape == (4, 1, 7)
+    assert (rollout.bins - rollout.centres).abs().max() <= 2 and (rollout.bins != rollout.centres).any()
+    inputs = policy.inputs(rollout.images[:, 0], spec.instruction, {k: v[:, 0] for k, v in rollout.proprio.items()})
+    greedy = policy.step(rollout.images[:, 0], spec.instruction, {k: v[:, 0] for k, v in rollout.proprio.items()})
+    assert torch.equal(rollout.centres[:, 0], greedy.bins), "with a greedy prefix the centres are the greedy action"
+    assert torch.equal(rollout.bins[..., 6], rollout.centres[..., 6]), "the gripper is the greedy one"
+    log_prob, _, _ = policy.evaluate(inputs, rollout.bins[:, 0], temperature, 2, rollout.centres[:, 0], True)
+    torch.testing.assert_close(log_prob, rollout.log_probs[:, 0], atol=1e-3, rtol=1e-4)
+    sampled_prefix, _, _ = policy.evaluate(inputs, rollout.bins[:, 0], temperature, 2, rollout.centres[:, 0])
+    assert not torch.allclose(sampled_prefix, log_prob, atol=1e-3), "the prefix the tokens follow matters"
+    with pytest.raises(PPOError, match="sampling window"):
+        check_config(PPOConfig(window=-1))
 
 
 def test_shaped_reward_only_in_sta_ppo():

@@ -85,6 +85,52 @@ def test_a_greedy_gripper_beside_sampled_arm_tokens_is_outside_log_pi(tiny_polic
         model.sample(inputs, (1.0, 1.0))
 
 
+def test_a_sampling_window_keeps_tokens_near_the_greedy_bin_and_log_pi_on_that_window(tiny_policy, observation):
+    model, processor = tiny_policy
+    images, _, proprio = _batch(observation, 16)
+    inputs = processor(images, [INSTRUCTIONS[0]] * 16, proprio)
+    free = model.sample(inputs, 5.0, torch.Generator().manual_seed(4))
+    assert free.centres is None and (free.bins - model(inputs, free.bins)[0].argmax(-1)).abs().max() > 3
+    sample = model.sample(inputs, 5.0, torch.Generator().manual_seed(4), window=3)
+    logits, _ = model(inputs, sample.bins)
+    assert torch.equal(sample.centres, logits.argmax(-1)), "each window is centred on the greedy bin"
+    assert (sample.bins - sample.centres).abs().max() <= 3 and len(torch.unique(sample.bins, dim=0)) > 1
+    # log pi is the log-softmax over the window's 7 bins (or fewer at the range's ends)
+    near = (torch.arange(256) - sample.centres[..., None]).abs() <= 3
+    logp = F.log_softmax((logits / 5.0).masked_fill(~near, float("-inf")), -1)
+    expected = logp.gather(-1, sample.bins[..., None]).squeeze(-1).sum(-1)
+    torch.testing.assert_close(sample.log_prob, expected, atol=1e-4, rtol=1e-4)
+    log_prob, entropy, _ = model.evaluate_actions(inputs, sample.bins, 5.0, 3, sample.centres)
+    torch.testing.assert_close(log_prob, expected, atol=1e-4, rtol=1e-4)
+    assert torch.isfinite(entropy).all() and (entropy <= np.log(7) + 1e-4).all()
+    # centred elsewhere (a policy that moved since sampling), a bin outside the window: log pi very low, finite
+    moved = (sample.centres + 50).clamp(max=255)
+    far, _, _ = model.evaluate_actions(inputs, sample.bins, 5.0, 3, moved)
+    assert torch.isfinite(far).all() and (far < -1000).all()
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="sampling window"):
+            model.sample(inputs, 5.0, window=bad)
+
+
+def test_a_greedy_prefix_samples_every_token_after_the_greedy_ones(tiny_policy, observation):
+    model, processor = tiny_policy
+    images, _, proprio = _batch(observation, 16)
+    inputs = processor(images, [INSTRUCTIONS[0]] * 16, proprio)
+    greedy = model.sample(inputs, 0.0).bins
+    temps = action_temperature(5.0, 0.0)
+    sample = model.sample(inputs, temps, torch.Generator().manual_seed(5), greedy_prefix=True)
+    assert torch.equal(sample.centres, greedy), "the prefix is the greedy action, whatever was sampled"
+    assert torch.equal(sample.bins[:, 6], greedy[:, 6]) and (sample.bins[:, :6] != greedy[:, :6]).any()
+    # log pi: each sampled token under the logits that follow the greedy tokens before it
+    logits, _ = model(inputs, greedy)
+    logp = F.log_softmax(logits[:, :6] / 5.0, -1)
+    expected = logp.gather(-1, sample.bins[:, :6, None]).squeeze(-1).sum(-1)
+    torch.testing.assert_close(sample.log_prob, expected, atol=1e-4, rtol=1e-4)
+    for centres in (sample.centres, None):  # None: the policy finds its greedy prefix itself
+        log_prob, _, _ = model.evaluate_actions(inputs, sample.bins, temps, centres=centres, greedy_prefix=True)
+        torch.testing.assert_close(log_prob, expected, atol=1e-4, rtol=1e-4)
+
+
 def test_gradients_reach_every_trained_part(tiny_policy, observation):
     model, processor = tiny_policy
     model.train()
