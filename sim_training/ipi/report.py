@@ -61,6 +61,7 @@ def markdown(pipe: Pipeline, rows: dict[str, dict]) -> str:
         status = "given" if "given" in rec else rec.get("status", "pending")
         minutes = rec.get("seconds", 0.0) / 60
         lines.append(f"| {phase.name} | {status} | {minutes:.1f} min | {rec.get('env_steps', 0):,} |")
+    lines += reach_rows(pipe)
     return "\n".join(lines) + "\n"
 
 
@@ -85,6 +86,34 @@ def windowed_success(rows: list[dict], window: int = SUCCESS_WINDOW) -> list[tup
         if episodes:
             points.append((row["env_steps"], successes / episodes))
     return points
+
+
+def holds_from(points: list[tuple[int, float]], target: float) -> int | None:
+    """The env steps from which a success curve stays at or above `target` to its end (None: it ends below):
+    how soon an interaction phase reached, for good, what another one ended at."""
+    start = None
+    for steps, success in points:
+        start = (start if start is not None else steps) if success >= target else None
+    return start
+
+
+def reach_rows(pipe: Pipeline) -> list[str]:
+    """Markdown rows: each interaction phase's final training success and the env steps from which its
+    curve holds PPO's final value (issue 5: StA-PPO reaching PPO's final success in fewer env steps)."""
+    curves = {p.name: windowed_success(_read_jsonl(pipe.checkpoint(p.chain) / "progress.jsonl"))
+              for p in pipe.phases if p.kind in INTERACTION}
+    curves = {k: v for k, v in curves.items() if v}
+    baseline = curves.get("sft+ppo")
+    if not baseline:
+        return []
+    target = baseline[-1][1]
+    lines = ["", f"Training episodes (sampled, last {SUCCESS_WINDOW} ended): where each interaction phase holds "
+             f"sft+ppo's final {target:.0%} from", "", "| phase | final | holds sft+ppo's final from |",
+             "| --- | --- | --- |"]
+    for name, points in curves.items():
+        start = holds_from(points, target)
+        lines.append(f"| {name} | {points[-1][1]:.0%} | {'-' if start is None else f'{start:,} env steps'} |")
+    return lines
 
 
 def moving_average(points: list[tuple[float, float]], window: int = UPDATE_WINDOW) -> list[tuple[float, float]]:

@@ -148,6 +148,14 @@ def test_ppo_success_is_taken_over_the_last_ended_episodes_not_per_iteration():
     assert windowed_success(rows, window=3) == [(200, 0.5), (300, 0.75), (400, 2 / 3)]  # whole iterations
 
 
+def test_a_curve_holds_a_target_from_its_last_rise_to_stay():
+    from sim_training.ipi.report import holds_from
+
+    points = [(100, 0.5), (200, 0.8), (300, 0.6), (400, 0.75), (500, 0.9)]
+    assert holds_from(points, 0.7) == 400  # 200 rose above it, but 300 fell back
+    assert holds_from(points, 0.5) == 100 and holds_from(points, 0.95) is None
+
+
 def test_the_moving_average_starts_with_what_it_has():
     from sim_training.ipi.report import moving_average
 
