@@ -303,7 +303,7 @@ class VLA(nn.Module):
             if t > 0:
                 choice = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
             else:
-                choice = logits.argmax(-1)
+                choice = centres[-1]
             if t > 0 or all_greedy:
                 log_prob = log_prob + logp.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
             bins.append(choice)
