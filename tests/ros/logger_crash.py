@@ -222,7 +222,9 @@ def run_trial(fault: str, root: Path, domain_id: int, rng: np.random.Generator, 
                 t_fault = time.monotonic()
                 trial.exit_code = logger.signal(getattr(signal, fault))
                 if trial.exit_code != 0:
-                    tail = logger.log.read_text(errors="replace")[-1500:]
+                    log = logger.log.read_text(errors="replace")
+                    fatal = log.find("Fatal Python error")  # faulthandler's every-thread stack dump
+                    tail = log[fatal:fatal + 6000] if fatal >= 0 else log[-1500:]
                     trial.problems.append(f"exit code {trial.exit_code} after {fault}; the log ends: {tail}")
             else:
                 wait_for(lambda: any(e.event == EpisodeEvent.SAVED for e in events) or logger.proc.poll() is not None,

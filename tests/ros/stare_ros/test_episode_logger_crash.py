@@ -34,7 +34,7 @@ def _domain(k: int) -> int:
 def test_signals_at_random_moments(fault, trials, tmp_path, rng):
     results = [run_trial(fault, tmp_path / str(k), _domain(k + 10 * len(fault)), rng) for k in range(trials)]
     for trial in results:
-        assert trial.survived, trial
+        assert trial.survived, f"{trial.fault} after {trial.after_s:.2f} s: " + "\n".join(trial.problems)
         assert trial.opened == trial.bags and trial.contiguous
         if fault == "SIGKILL":
             assert trial.exit_code == -9 and trial.lost_bytes < 1 << 20
@@ -44,7 +44,7 @@ def test_signals_at_random_moments(fault, trials, tmp_path, rng):
 
 def test_file_size_limit_closes_the_bag_reports_and_keeps_recording(tmp_path, rng):
     trial = run_trial("RLIMIT_FSIZE", tmp_path, _domain(99), rng, fsize_limit=2_500_000)
-    assert trial.survived, trial
+    assert trial.survived, "\n".join(trial.problems)
     assert trial.alive and trial.reported and trial.next_episode and trial.exit_code == 0
     assert trial.bags == trial.opened == 2 and trial.repaired == 0 and trial.contiguous
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import faulthandler
+import signal
 import sys
 import typing
 
@@ -99,20 +100,31 @@ def run_node(make_node, args=None) -> int:
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     faulthandler.enable()  # a crash in native code (rmw, a message library) leaves every thread's Python stack
+    started = False
+
+    def on_sigint(signum, frame) -> None:
+        """rclpy's own SIGINT handler (installed by `rclpy.init`, over this one) shuts the context down, which
+        ends the spin as a SIGTERM does, and then calls this one. Python's default would raise
+        KeyboardInterrupt wherever the main thread is, inside a bag write or rclpy's executor: such a SIGINT
+        segfaulted the episode_logger in about 1 of 50 trials (its heap was corrupt by the time the bag's
+        metadata was written), while SIGTERM never failed. Before rclpy is up, nothing else would stop us."""
+        if not started:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
     rclpy.init(args=args if args is not None else sys.argv)
+    started = True
     node = executor = None
     try:
         node = make_node()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        try:
-            executor.spin()
-        except RuntimeError:  # rclpy's RCLError
-            # SIGTERM/SIGINT shut the context down under the executor's wait set
-            if rclpy.ok():
-                raise
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:  # rclpy's RCLError: a signal shut the context down under the executor or the node
+        if rclpy.ok():
+            raise
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
