@@ -37,6 +37,10 @@ _SECTION = {"rollouts": "rollouts.", "tpo": "tpo.", "sta-tpo": "tpo.", "ppo": "p
             "eval": "eval."}
 """The config section each kind of phase reads (a TPO phase also reads the rollouts' temperatures)."""
 _SFT_KEYS = ("task", "demos", "sft_checkpoint", "sft.")
+_READ_BY_ONE = {"tpo.success_step_gap": "tpo", "tpo.cost_weight": "sta-tpo", "tpo.tie_tolerance": "sta-tpo",
+                "tpo.pair_failures": "sta-tpo"}
+"""Keys of the shared `tpo` section that one preference method alone reads: a change to one redoes that
+method's phases only (TPO's pairing of successes leaves StA-TPO, and everything after it, as it was)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,9 @@ def depends_on(phase: Phase) -> tuple[str, ...]:
     return tuple(dict.fromkeys(keys))
 
 
-def _affects(changed: list[str], keys: tuple[str, ...]) -> bool:
+def _affects(changed: list[str], phase: Phase) -> bool:
+    keys = depends_on(phase)
+    changed = [c for c in changed if c not in _READ_BY_ONE or _READ_BY_ONE[c] in phase.chain]
     return any(c == k or (k.endswith(".") and c.startswith(k)) for c in changed for k in keys)
 
 
@@ -103,7 +109,7 @@ class Pipeline:
             state = json.loads(path.read_text())
             before, now = _flatten(state["config"]), _flatten(config)
             changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k) and k not in RESUME_FREE)
-            stale = [p.name for p in self.phases if p.name in state["phases"] and _affects(changed, depends_on(p))]
+            stale = [p.name for p in self.phases if p.name in state["phases"] and _affects(changed, p)]
             for name in stale:  # redone from scratch: its output was made under the old config
                 state["phases"][name] = {"status": "pending", "seconds": 0.0, "restart": True}
             if changed:

@@ -8,7 +8,9 @@ lie within `max_initial_distance_m` of each other. The inputs are labelled rollo
 them (the privileged separator in simulation, the proprioceptive one on robot bags), so the same code
 builds pairs for simulated rollouts and for recorded episodes.
 
-- TPO: a rollout that succeeded is preferred to one from the same start that failed.
+- TPO: a rollout that succeeded is preferred to one from the same start that failed. Near-greedy sampling
+  leaves few failures; `PairingRule(success_step_gap=N)` then also prefers, of two successes, the one that
+  succeeded N or more steps sooner (rollouts end at success, so a rollout's length is its time to success).
 - StA-TPO, stage k: only rollouts that both completed stage k-1 compete ("progressive consistency"; every
   rollout competes on the first stage), the winner has the lower stage cost l_k, ties are broken by which
   one completed the stage, and the log-ratios are later restricted to the steps each spent in stage k.
@@ -53,6 +55,9 @@ class PairingRule:
     pair_failures: bool = True
     """Stage pairs: whether two rollouts that both failed stage k (neither completed it) form a stage-k pair.
     False: one of the two must have completed stage k, so a failure is never the preferred side."""
+    success_step_gap: int | None = None
+    """Trajectory pairs: of two successful rollouts, the one that succeeded at least this many steps sooner
+    is preferred (None: successes are never compared, only success over failure)."""
 
     def __post_init__(self):
         if self.group_by not in ("start", "instruction"):
@@ -61,6 +66,8 @@ class PairingRule:
             raise ValueError("max_initial_distance_m must be >= 0 (or None)")
         if not self.tie_tolerance >= 0:
             raise ValueError(f"tie_tolerance must be >= 0, got {self.tie_tolerance}")
+        if self.success_step_gap is not None and self.success_step_gap < 1:
+            raise ValueError(f"success_step_gap must be >= 1 step (or None), got {self.success_step_gap}")
 
     def comparable(self, a: LabelledRollout, b: LabelledRollout) -> bool:
         if self.group_by == "start" or self.max_initial_distance_m is None:
@@ -97,12 +104,19 @@ def _groups(rollouts: Sequence[LabelledRollout], rule: PairingRule) -> dict[Hash
 
 
 def trajectory_pairs(rollouts: Sequence[LabelledRollout], rule: PairingRule = PairingRule()) -> list[TrajectoryPair]:
-    """Every comparable (success, failure) pair of rollouts in one group."""
+    """Every comparable (success, failure) pair of rollouts in one group and, with `rule.success_step_gap`,
+    every comparable pair of successes whose lengths differ by at least that many steps (shorter wins)."""
     pairs = []
     for members in _groups(rollouts, rule).values():
         wins = [i for i in members if rollouts[i].success]
         losses = [i for i in members if not rollouts[i].success]
         pairs += [TrajectoryPair(w, l) for w in wins for l in losses if rule.comparable(rollouts[w], rollouts[l])]
+        if rule.success_step_gap is None:
+            continue
+        for a, b in combinations(wins, 2):
+            length_a, length_b = len(rollouts[a].segmentation.labels), len(rollouts[b].segmentation.labels)
+            if abs(length_a - length_b) >= rule.success_step_gap and rule.comparable(rollouts[a], rollouts[b]):
+                pairs.append(TrajectoryPair(a, b) if length_a < length_b else TrajectoryPair(b, a))
     return pairs
 
 

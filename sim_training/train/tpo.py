@@ -61,6 +61,9 @@ class TPOConfig:
     """StA-TPO pairing: stage costs closer than this are a tie, broken only by stage completion (else no pair)."""
     pair_failures: bool = True
     """StA-TPO pairing: pair two rollouts that both failed a stage (False: one of them must have completed it)."""
+    success_step_gap: int | None = None
+    """TPO pairing: also prefer, of two successes from one start, the one that succeeded this many steps
+    sooner (None: only success over failure; near-greedy rollouts rarely fail, which may leave no pair)."""
     temperature: float = 1.0
     """Temperature at which log pi is taken (that of the rollouts)."""
     gripper_temperature: float | None = None
@@ -98,10 +101,11 @@ class Side:
 
 
 def pairing_rule(cfg: TPOConfig, **grouping) -> PairingRule:
-    """The `PairingRule` of a config's StA-TPO pairing fields (grouping: `group_by`, `max_initial_distance_m`)."""
+    """The `PairingRule` of a config's pairing fields (grouping: `group_by`, `max_initial_distance_m`)."""
     from sim_training.preference.pairs import PairingRule
 
-    return PairingRule(**grouping, tie_tolerance=cfg.tie_tolerance, pair_failures=cfg.pair_failures)
+    return PairingRule(**grouping, tie_tolerance=cfg.tie_tolerance, pair_failures=cfg.pair_failures,
+                       success_step_gap=cfg.success_step_gap)
 
 
 def load_pairs(paths: list[Path], stage_aware: bool, rule: PairingRule | None = None):
@@ -150,7 +154,8 @@ def main(argv: list[str] | None = None, *, stage_aware: bool = False) -> int:
     episodes, pairs, task = load_pairs(args.data, stage_aware, pairing_rule(cfg))
     if not pairs:
         raise TPOError(f"the rollouts give no {'stage' if stage_aware else 'success/failure'} pairs from a shared "
-                       "initial state (more rollouts per state, or a higher temperature)")
+                       "initial state (more rollouts per state, a higher temperature, or for TPO "
+                       "success_step_gap=N to rank successes by their length)")
     return train_on_pairs(cfg, start=args.checkpoint, out=args.out, episodes=episodes, pairs=pairs, task=task,
                           stage_aware=stage_aware, record={"data": [str(p) for p in args.data]},
                           overwrite=args.overwrite, quiet=args.quiet)
@@ -164,6 +169,8 @@ def check_config(cfg: TPOConfig) -> TPOConfig:
         raise TPOError(f"gripper_temperature must be >= 0 or null, got {cfg.gripper_temperature}")
     if not cfg.tie_tolerance >= 0:
         raise TPOError(f"tie_tolerance must be >= 0, got {cfg.tie_tolerance}")
+    if cfg.success_step_gap is not None and cfg.success_step_gap < 1:
+        raise TPOError(f"success_step_gap must be >= 1 step or null, got {cfg.success_step_gap}")
     return cfg
 
 

@@ -85,6 +85,12 @@ def test_a_changed_config_redoes_only_the_phases_it_can_change(tmp_path):
     assert redone["rollouts"] and redone["eval:sft+sta-tpo+sta-ppo"]
     assert not redone["sft+ppo"] and not redone["eval:sft"]
 
+    _finished_run(tmp_path / "gap", before)  # a key of the shared tpo section that TPO alone reads
+    redone = _redone(tmp_path / "gap", IPIConfig(task="PickCube-v1", sft_checkpoint=str(tmp_path),
+                                                 tpo={"lr": 2e-5, "success_step_gap": 1}))
+    assert sorted(n for n, r in redone.items() if r) == sorted(
+        f"{e}{c}" for e in ("", "eval:") for c in ("sft+tpo", "sft+tpo+ppo"))
+
     _finished_run(tmp_path / "free", before)
     assert not any(_redone(tmp_path / "free", IPIConfig(task="PickCube-v1", sft_checkpoint=str(tmp_path),
                                                         tpo={"lr": 2e-5}, eval=EvalSection(workers=1))).values())

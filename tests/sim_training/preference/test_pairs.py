@@ -91,3 +91,35 @@ def test_pair_failures_false_drops_pairs_of_two_failures_only(rollouts):
 def test_pairing_rule_refuses_a_negative_tolerance():
     with pytest.raises(ValueError, match="tie_tolerance"):
         PairingRule(tie_tolerance=-0.01)
+
+
+def test_success_step_gap_prefers_the_sooner_of_two_successes(rollouts):
+    """Replays of one demo all take its length, so the successes here are given other lengths (their
+    segmentations cut short, as rollouts that ended at success sooner would be)."""
+    import dataclasses
+
+    successes = [r for r in rollouts if r.success]
+    starts = sorted({r.start for r in successes}, key=str)
+    assert len(starts) >= 2
+    varied, seen = [], {}
+    for r in successes:
+        seen[r.start] = seen.get(r.start, -1) + 1
+        cut = 2 * seen[r.start]  # per start: 0, 2, 4, ... steps sooner
+        seg = dataclasses.replace(r.segmentation, labels=r.segmentation.labels[:len(r.segmentation.labels) - cut])
+        varied.append(dataclasses.replace(r, segmentation=seg))
+    assert trajectory_pairs(varied) == [], "successes only: no success/failure pair"
+    for gap in (1, 2):
+        pairs = trajectory_pairs(varied, PairingRule(success_step_gap=gap))
+        assert pairs
+        for p in pairs:
+            w, l = varied[p.winner], varied[p.loser]
+            assert w.start == l.start and len(l.segmentation) - len(w.segmentation) >= gap
+        expected = sum(1 for i, a in enumerate(varied) for b in varied[i + 1:]
+                       if a.start == b.start and abs(len(a.segmentation) - len(b.segmentation)) >= gap)
+        assert len(pairs) == expected
+    assert trajectory_pairs(varied, PairingRule(success_step_gap=1000)) == []
+    # success over failure still comes first, and stays
+    mixed = trajectory_pairs(rollouts, PairingRule(success_step_gap=1))
+    assert {(p.winner, p.loser) for p in trajectory_pairs(rollouts)} <= {(p.winner, p.loser) for p in mixed}
+    with pytest.raises(ValueError, match="success_step_gap"):
+        PairingRule(success_step_gap=0)
