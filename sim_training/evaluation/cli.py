@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from sim_training.evaluation.evaluate import EVAL_SEED_START
+from sim_training.sampling_args import add_sampling_arguments, sampling_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,13 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sim-backend", choices=("auto", "cpu", "gpu"), default="auto",
                         help="'auto': GPU simulation when CUDA is available")
     parser.add_argument("--device", default="auto", help="policy device: auto, cpu or cuda")
-    parser.add_argument("--temperature", type=float, default=0.0, help="action sampling temperature (0: greedy)")
-    parser.add_argument("--gripper-temperature", type=float, default=None,
-                        help="the gripper token's temperature (default: --temperature; 0: greedy gripper)")
-    parser.add_argument("--window", type=int, default=None,
-                        help="with a temperature: sample each token within this many bins of the greedy one")
-    parser.add_argument("--greedy-prefix", action="store_true",
-                        help="with a temperature: sample each token given the greedy tokens before it")
+    add_sampling_arguments(parser, default_temperature=0.0)
     parser.add_argument("--instruction", default=None, help="instruction (default: the task's canonical one)")
     parser.add_argument("--videos", type=int, default=0, help="mp4 videos of the first K episodes per task")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default <checkpoint>.eval)")
@@ -72,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("episodes", "workers", "env_groups"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if min(args.videos, args.temperature, args.gripper_temperature or 0, args.window or 0) < 0:
-        parser.error("--videos, --temperature, --gripper-temperature and --window must be >= 0")
+    if args.videos < 0:
+        parser.error(f"--videos must be >= 0, got {args.videos}")
+    problem = sampling_error(args)
+    if problem:
+        parser.error(problem)
 
     import torch
     from tqdm import tqdm

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from sim_training.sampling_args import add_sampling_arguments, sampling_error
+
 ROLLOUT_SEED_START = 2_000_000
 """Initial states for preference rollouts: apart from demo seeds (0..), validation (500,000..) and
 evaluation (1,000,000..)."""
@@ -21,13 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", required=True, help="task id, e.g. PickCube-v1")
     parser.add_argument("--initial-states", type=int, required=True, help="N: initial states (env seeds)")
     parser.add_argument("--per-state", type=int, required=True, help="K: rollouts from each initial state")
-    parser.add_argument("--temperature", type=float, default=1.0, help="action sampling temperature (default 1)")
-    parser.add_argument("--gripper-temperature", type=float, default=None,
-                        help="the gripper token's temperature (default: --temperature; 0: greedy gripper)")
-    parser.add_argument("--window", type=int, default=None,
-                        help="sample each token within this many bins of the greedy one (default: anywhere)")
-    parser.add_argument("--greedy-prefix", action="store_true",
-                        help="sample each token given the greedy tokens before it, not the sampled ones")
+    add_sampling_arguments(parser, default_temperature=1.0)
     parser.add_argument("--seed-start", type=int, default=ROLLOUT_SEED_START,
                         help=f"first initial-state seed (default {ROLLOUT_SEED_START})")
     parser.add_argument("--max-steps", type=int, default=None, help="step limit (default: the task's)")
@@ -46,8 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) < 1:
             print(f"stare-rollouts: error: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
             return 2
-    if args.temperature < 0 or (args.gripper_temperature or 0) < 0 or (args.window or 0) < 0:
-        print("stare-rollouts: error: --temperature, --gripper-temperature and --window must be >= 0", file=sys.stderr)
+    problem = sampling_error(args)
+    if problem:
+        print(f"stare-rollouts: error: {problem}", file=sys.stderr)
         return 2
     if args.out.exists() and not args.overwrite:
         print(f"stare-rollouts: error: {args.out} exists (pass --overwrite to replace it)", file=sys.stderr)
