@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/benchmarks.md ("Scale-out / GPU"), in one short run on a CUDA machine after
 # `make setup` (the project's own machines have no GPU). Every part runs even when an earlier one fails:
-#   1. the GPU, and whether the simulator renders on it;
+#   1. the GPU, whether the simulator renders on it, and the policy on CUDA against the CPU
+#      (tests/stare_policy/test_policy_cuda.py: greedy actions, sampling around them, log pi);
 #   2. policy inference (batch 1 and 8, eager and compiled) and SFT training throughput on the GPU;
 #   3. evaluation overhead: closed-loop episodes with the policy on the GPU against the raw rendered step
 #      rate of the same CPU-simulator workers (benchmarks/policy_inference.py's eval part);
@@ -34,6 +35,7 @@ part() {  # part NAME SECONDS COMMAND...: run a bounded part, keep going when it
 }
 
 part gpu 30 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+part policy-cuda 120 "$PY" -m pytest -q -p no:cacheprovider tests/stare_policy/test_policy_cuda.py
 part render 90 "$PY" - "$CKPT" <<'PY'
 import sys, time
 import torch
