@@ -114,7 +114,7 @@ def trajectory_pairs(rollouts: Sequence[LabelledRollout], rule: PairingRule = Pa
         if rule.success_step_gap is None:
             continue
         for a, b in combinations(wins, 2):
-            length_a, length_b = len(rollouts[a].segmentation.labels), len(rollouts[b].segmentation.labels)
+            length_a, length_b = len(rollouts[a].segmentation), len(rollouts[b].segmentation)
             if abs(length_a - length_b) >= rule.success_step_gap and rule.comparable(rollouts[a], rollouts[b]):
                 pairs.append(TrajectoryPair(a, b) if length_a < length_b else TrajectoryPair(b, a))
     return pairs

@@ -167,10 +167,10 @@ def check_config(cfg: TPOConfig) -> TPOConfig:
         raise TPOError(f"{', '.join(bad) or 'beta/temperature'} must be positive")
     if cfg.gripper_temperature is not None and cfg.gripper_temperature < 0:
         raise TPOError(f"gripper_temperature must be >= 0 or null, got {cfg.gripper_temperature}")
-    if not cfg.tie_tolerance >= 0:
-        raise TPOError(f"tie_tolerance must be >= 0, got {cfg.tie_tolerance}")
-    if cfg.success_step_gap is not None and cfg.success_step_gap < 1:
-        raise TPOError(f"success_step_gap must be >= 1 step or null, got {cfg.success_step_gap}")
+    try:
+        pairing_rule(cfg)  # the pairing fields are checked where they are used
+    except ValueError as err:
+        raise TPOError(str(err)) from None
     return cfg
 
 
