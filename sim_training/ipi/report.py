@@ -1,5 +1,5 @@
-"""What an IPI run found: one row per method (success with its 95 % CI, env steps, training time), one row per
-phase, and the learning curves (PPO vs StA-PPO success over env steps; TPO vs StA-TPO loss and preference
+"""What an IPI run found: one row per method (success with its 95 % CI, its seeds won and lost against SFT with
+the exact McNemar test, env steps, training time), one row per phase, and the learning curves (PPO vs StA-PPO success over env steps; TPO vs StA-TPO loss and preference
 accuracy over updates) as PNGs. Everything is read back from the run directory, so it can be redrawn."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sim_training.evaluation.paired import CompareError, compare, outcomes
 from sim_training.ipi.methods import INTERACTION, METHODS, PREFERENCE, label, lineage
 from sim_training.ipi.pipeline import Pipeline
 
@@ -38,7 +39,29 @@ def method_rows(pipe: Pipeline) -> dict[str, dict]:
             row["status"] = f"failed at {failed}: {pipe.state['phases'][failed].get('reason', '')}" if failed \
                 else "not finished"
         rows[method] = row
+    _against_sft(pipe, rows)
     return rows
+
+
+def _against_sft(pipe: Pipeline, rows: dict[str, dict]) -> None:
+    """Each evaluated method's episodes against SFT's on the same seeds (`against_sft`): a paired test sees
+    differences that two overlapping Wilson intervals hide."""
+    sft = pipe.eval_json(METHODS["sft"])
+    if not sft.is_file():
+        return
+    try:
+        baseline = outcomes(json.loads(sft.read_text()), str(sft))
+    except (CompareError, ValueError):
+        return
+    for method, row in rows.items():
+        if method == "sft" or row["status"] != "done":
+            continue
+        try:
+            evaluation = pipe.eval_json(METHODS[method])
+            row["against_sft"] = compare(outcomes(json.loads(evaluation.read_text()), str(evaluation)),
+                                         baseline).to_dict()
+        except (CompareError, ValueError):
+            continue
 
 
 def markdown(pipe: Pipeline, rows: dict[str, dict]) -> str:
@@ -46,13 +69,16 @@ def markdown(pipe: Pipeline, rows: dict[str, dict]) -> str:
     lines = [f"# IPI on {cfg.task}", "",
              f"Greedy evaluation, {cfg.eval.episodes} episodes from seed {cfg.eval.seed_start:,} (never used for "
              f"demos, rollouts or PPO). Env steps: simulator steps of the rollouts and PPO (demos not counted).", "",
-             "| method | success | 95 % CI | env steps | training wall-clock |", "| --- | --- | --- | --- | --- |"]
+             "| method | success | 95 % CI | against SFT: seeds won / lost (p, exact McNemar) | env steps "
+             "| training wall-clock |", "| --- | --- | --- | --- | --- | --- |"]
     for row in rows.values():
         if row["status"] == "done":
             lo, hi = row["ci95"]
-            cells = [f"{row['success_rate']:.0%}", f"{lo:.0%}-{hi:.0%}"]
+            paired = row.get("against_sft")
+            cells = [f"{row['success_rate']:.0%}", f"{lo:.0%}-{hi:.0%}",
+                     f"{paired['won']} / {paired['lost']} (p = {paired['p_value']:.2g})" if paired else ""]
         else:
-            cells = [row["status"], ""]
+            cells = [row["status"], "", ""]
         minutes = row["train_seconds"] / 60
         lines.append(f"| {row['label']} | {' | '.join(cells)} | {row['env_steps']:,} | {minutes:.1f} min |")
     lines += ["", "| phase | status | wall-clock | env steps |", "| --- | --- | --- | --- |"]

@@ -59,6 +59,11 @@ def test_ipi_runs_every_phase_and_resumes_after_a_kill_mid_phase(real_demos, tmp
     for method in summary["methods"].values():
         assert method["status"] == "done" and method["episodes"] == 1 and 0 <= method["success_rate"] <= 1
     assert summary["methods"]["ipi"]["env_steps"] == 24 + state["phases"]["rollouts"]["env_steps"]
+    paired = summary["methods"]["ipi"]["against_sft"]  # the same seed, episode by episode
+    assert paired["episodes"] == 1 and paired["won"] + paired["lost"] + paired["both"] + paired["neither"] == 1
+    assert paired["method_rate"] == summary["methods"]["ipi"]["success_rate"]
+    assert paired["baseline_rate"] == summary["methods"]["sft"]["success_rate"]
+    assert "against_sft" not in summary["methods"]["sft"]
     assert "| SFT -> StA-TPO -> StA-PPO (IPI) |" in (out / "summary.md").read_text()
     for name in ("curves_ppo.png", "curves_tpo.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

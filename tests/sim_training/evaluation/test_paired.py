@@ -1,0 +1,69 @@
+"""stare-compare: two evaluations on the same seeds, episode by episode."""
+
+import json
+
+import pytest
+
+from sim_training.evaluation.paired import CompareError, compare, main, outcomes, read_outcomes
+
+
+def _result(task: str, successes: dict[int, bool]) -> dict:
+    return {"task": task, "episodes": len(successes),
+            "per_episode": [{"seed": s, "success": ok, "length": 10, "furthest_stage": 0}
+                            for s, ok in successes.items()]}
+
+
+def test_counts_and_exact_mcnemar():
+    method = {0: True, 1: True, 2: True, 3: False, 4: False, 5: True, 6: True}
+    baseline = {0: True, 1: False, 2: False, 3: True, 4: False, 5: False, 6: False, 99: True}
+    c = compare(method, baseline)
+    assert (c.episodes, c.won, c.lost, c.both, c.neither) == (7, 4, 1, 1, 1)  # seed 99: baseline only
+    assert c.p_value == pytest.approx(12 / 32)  # P(X <= 1 or X >= 4), X ~ Bin(5, 1/2)
+    assert c.method_rate == pytest.approx(5 / 7) and c.baseline_rate == pytest.approx(2 / 7)
+
+
+def test_one_sided_losses_and_ties():
+    assert compare({s: False for s in range(5)}, {s: True for s in range(5)}).p_value == pytest.approx(2 / 32)
+    same = compare({0: True, 1: False}, {0: True, 1: False})
+    assert (same.won, same.lost, same.p_value) == (0, 0, 1.0)
+
+
+def test_errors_are_clear():
+    with pytest.raises(CompareError, match="share no seed"):
+        compare({0: True}, {1: True})
+    with pytest.raises(CompareError, match="no per-episode"):
+        outcomes({"task": "PickCube-v1", "episodes": 3}, "old.json")
+    with pytest.raises(CompareError, match="malformed"):
+        outcomes({"per_episode": [{"seed": 1}]})
+
+
+def test_files_of_one_side_are_pooled(tmp_path):
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps(_result("PickCube-v1", {0: True, 1: False})))
+    second.write_text(json.dumps(_result("PickCube-v1", {2: True})))
+    assert read_outcomes([first, second]) == ("PickCube-v1", {0: True, 1: False, 2: True})
+    second.write_text(json.dumps(_result("PickCube-v1", {1: True})))
+    with pytest.raises(CompareError, match="disagree on seed 1"):
+        read_outcomes([first, second])
+    second.write_text(json.dumps(_result("StackCube-v1", {2: True})))
+    with pytest.raises(CompareError, match="evaluates StackCube-v1"):
+        read_outcomes([first, second])
+    with pytest.raises(CompareError, match="cannot read"):
+        read_outcomes([tmp_path / "missing.json"])
+
+
+def test_cli(tmp_path, capsys):
+    sft, ipi = tmp_path / "sft.json", tmp_path / "ipi.json"
+    sft.write_text(json.dumps(_result("StackCube-v1", {s: s % 4 != 0 for s in range(40)})))
+    ipi.write_text(json.dumps(_result("StackCube-v1", {s: s % 8 != 0 for s in range(40)})))
+    assert main(["--baseline", "SFT", str(sft), "--method", "IPI", str(ipi), "--json", str(tmp_path / "c.json")]) == 0
+    assert "| IPI | 40 | 87.5% | 75.0% | 5 / 0 | 0.0625 |" in capsys.readouterr().out
+    written = json.loads((tmp_path / "c.json").read_text())
+    assert written["methods"]["IPI"]["won"] == 5 and written["baseline"] == "SFT"
+
+    other = tmp_path / "push.json"
+    other.write_text(json.dumps(_result("PushCube-v1", {0: True})))
+    assert main(["--baseline", "SFT", str(sft), "--method", "X", str(other)]) == 2
+    assert "X evaluates PushCube-v1" in capsys.readouterr().err
+    assert main(["--baseline", "SFT", "--method", "X", str(other)]) == 2
+    assert "--baseline takes a name and at least one result file" in capsys.readouterr().err
