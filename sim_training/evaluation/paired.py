@@ -3,7 +3,9 @@
 Wilson intervals of two success rates overlap long before the difference is noise: both evaluations share
 their seeds, so most episodes are solved (or failed) by both and say nothing about which policy is better.
 The seeds where exactly one of them succeeded do: under "no difference" each is a fair coin, and the exact
-McNemar test is a two-sided binomial test on them.
+McNemar test is a two-sided binomial test on them. Near 100 % success, where few seeds disagree, how long
+the policies take on the seeds both solved still differs: those lengths are compared pairwise too
+(Wilcoxon signed-rank test).
 
     stare-compare --baseline SFT runs/x/eval/sft.json --method IPI runs/x/eval/ipi.json \\
                   --method PPO runs/x/eval/ppo.json
@@ -19,10 +21,16 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 
 class CompareError(ValueError):
     """Results that cannot be compared: unreadable, without per-episode outcomes, other tasks, no common seed."""
+
+
+class Episode(NamedTuple):
+    success: bool
+    length: int
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,11 @@ class PairedComparison:
     neither: int
     p_value: float
     """Exact two-sided McNemar test (binomial on won vs lost at 1/2); 1.0 when they never disagree."""
+    method_length: float
+    """Mean episode length (env steps) of the method on the seeds both solved (0 if none)."""
+    baseline_length: float
+    length_p_value: float
+    """Two-sided Wilcoxon signed-rank test of those paired lengths; 1.0 when they never differ."""
 
     @property
     def method_rate(self) -> float:
@@ -50,33 +63,41 @@ class PairedComparison:
         return {**asdict(self), "method_rate": self.method_rate, "baseline_rate": self.baseline_rate}
 
 
-def outcomes(result: dict, source: str = "result") -> dict[int, bool]:
-    """Seed -> success, from a `stare-eval` result's per-episode records."""
+def outcomes(result: dict, source: str = "result") -> dict[int, Episode]:
+    """Seed -> (success, length), from a `stare-eval` result's per-episode records."""
     episodes = result.get("per_episode")
     if not isinstance(episodes, list) or not episodes:
         raise CompareError(f"{source} has no per-episode outcomes (re-run stare-eval: older results lack them)")
     try:
-        return {int(e["seed"]): bool(e["success"]) for e in episodes}
+        return {int(e["seed"]): Episode(bool(e["success"]), int(e["length"])) for e in episodes}
     except (KeyError, TypeError, ValueError) as err:
         raise CompareError(f"{source} has a malformed per-episode record ({err})") from None
 
 
-def compare(method: dict[int, bool], baseline: dict[int, bool]) -> PairedComparison:
+def compare(method: dict[int, Episode], baseline: dict[int, Episode]) -> PairedComparison:
     """The method against the baseline on the seeds both ran."""
-    from scipy.stats import binomtest
+    from scipy.stats import binomtest, wilcoxon
 
     seeds = sorted(method.keys() & baseline.keys())
     if not seeds:
         raise CompareError("the two evaluations share no seed")
-    won = sum(method[s] and not baseline[s] for s in seeds)
-    lost = sum(baseline[s] and not method[s] for s in seeds)
-    both = sum(method[s] and baseline[s] for s in seeds)
+    won = sum(method[s].success and not baseline[s].success for s in seeds)
+    lost = sum(baseline[s].success and not method[s].success for s in seeds)
+    solved = [s for s in seeds if method[s].success and baseline[s].success]
     p_value = binomtest(won, won + lost, 0.5).pvalue if won + lost else 1.0
-    return PairedComparison(len(seeds), won, lost, both, len(seeds) - won - lost - both, float(p_value))
+    differences = [method[s].length - baseline[s].length for s in solved]
+    length_p = wilcoxon(differences).pvalue if any(differences) else 1.0
+    return PairedComparison(len(seeds), won, lost, len(solved), len(seeds) - won - lost - len(solved),
+                            float(p_value), _mean_length(method, solved), _mean_length(baseline, solved),
+                            float(length_p))
 
 
-def read_outcomes(paths: list[Path]) -> tuple[str, dict[int, bool]]:
-    """(task, seed -> success) pooled over one side's result files."""
+def _mean_length(episodes: dict[int, Episode], seeds: list[int]) -> float:
+    return sum(episodes[s].length for s in seeds) / len(seeds) if seeds else 0.0
+
+
+def read_outcomes(paths: list[Path]) -> tuple[str, dict[int, Episode]]:
+    """(task, seed -> (success, length)) pooled over one side's result files."""
     task, pooled = None, {}
     for path in paths:
         try:
@@ -99,11 +120,13 @@ def read_outcomes(paths: list[Path]) -> tuple[str, dict[int, bool]]:
 
 
 def markdown(baseline: str, rows: dict[str, PairedComparison]) -> str:
-    lines = [f"| method | episodes | success | {baseline} | won / lost against {baseline} | p (exact McNemar) |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [f"| method | episodes | success | {baseline} | won / lost against {baseline} | p (exact McNemar) "
+             f"| mean length where both solved: method / {baseline} | p (Wilcoxon) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, c in rows.items():
         lines.append(f"| {name} | {c.episodes} | {c.method_rate:.1%} | {c.baseline_rate:.1%} | {c.won} / {c.lost} "
-                     f"| {c.p_value:.3g} |")
+                     f"| {c.p_value:.3g} | {c.method_length:.1f} / {c.baseline_length:.1f} ({c.both} seeds) "
+                     f"| {c.length_p_value:.3g} |")
     return "\n".join(lines) + "\n"
 
 

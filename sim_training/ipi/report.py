@@ -1,6 +1,8 @@
-"""What an IPI run found: one row per method (success with its 95 % CI, its seeds won and lost against SFT with
-the exact McNemar test, env steps, training time), one row per phase, and the learning curves (PPO vs StA-PPO success over env steps; TPO vs StA-TPO loss and preference
-accuracy over updates) as PNGs. Everything is read back from the run directory, so it can be redrawn."""
+"""What an IPI run found: one row per method (success with its 95 % CI; against SFT on the same seeds, the seeds
+won and lost with the exact McNemar test and the episode length where both solved; env steps; training time),
+one row per phase, and the learning curves (PPO vs StA-PPO success over env steps; TPO vs StA-TPO loss and
+preference accuracy over updates) as PNGs. Everything is read back from the run directory, so it can be
+redrawn."""
 
 from __future__ import annotations
 
@@ -69,16 +71,19 @@ def markdown(pipe: Pipeline, rows: dict[str, dict]) -> str:
     lines = [f"# IPI on {cfg.task}", "",
              f"Greedy evaluation, {cfg.eval.episodes} episodes from seed {cfg.eval.seed_start:,} (never used for "
              f"demos, rollouts or PPO). Env steps: simulator steps of the rollouts and PPO (demos not counted).", "",
-             "| method | success | 95 % CI | against SFT: seeds won / lost (p, exact McNemar) | env steps "
-             "| training wall-clock |", "| --- | --- | --- | --- | --- | --- |"]
+             "| method | success | 95 % CI | against SFT: seeds won / lost (p, exact McNemar) "
+             "| mean steps where both solved: method / SFT (p, Wilcoxon) | env steps | training wall-clock |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows.values():
         if row["status"] == "done":
             lo, hi = row["ci95"]
             paired = row.get("against_sft")
             cells = [f"{row['success_rate']:.0%}", f"{lo:.0%}-{hi:.0%}",
-                     f"{paired['won']} / {paired['lost']} (p = {paired['p_value']:.2g})" if paired else ""]
+                     f"{paired['won']} / {paired['lost']} (p = {paired['p_value']:.2g})" if paired else "",
+                     f"{paired['method_length']:.1f} / {paired['baseline_length']:.1f} "
+                     f"(p = {paired['length_p_value']:.2g})" if paired else ""]
         else:
-            cells = [row["status"], "", ""]
+            cells = [row["status"], "", "", ""]
         minutes = row["train_seconds"] / 60
         lines.append(f"| {row['label']} | {' | '.join(cells)} | {row['env_steps']:,} | {minutes:.1f} min |")
     lines += ["", "| phase | status | wall-clock | env steps |", "| --- | --- | --- | --- |"]

@@ -64,6 +64,8 @@ def test_ipi_runs_every_phase_and_resumes_after_a_kill_mid_phase(real_demos, tmp
     assert paired["method_rate"] == summary["methods"]["ipi"]["success_rate"]
     assert paired["baseline_rate"] == summary["methods"]["sft"]["success_rate"]
     assert "against_sft" not in summary["methods"]["sft"]
+    if paired["both"]:
+        assert paired["method_length"] > 0 and paired["baseline_length"] > 0
     assert "| SFT -> StA-TPO -> StA-PPO (IPI) |" in (out / "summary.md").read_text()
     for name in ("curves_ppo.png", "curves_tpo.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
