@@ -88,6 +88,4 @@ def evaluate(
         "steps_per_second": round(stats.env_steps / stats.seconds, 3) if stats.seconds else None,
         "policy_seconds": round(stats.policy_seconds, 3),
         "videos": video_files,
-        "per_episode": [{"seed": r.seed, "success": r.success, "length": r.length,
-                         "furthest_stage": r.furthest_stage} for r in records],
     })

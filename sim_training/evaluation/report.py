@@ -36,7 +36,8 @@ class EvalSummary:
     seeds: tuple[int, int]
     """First and last seed (consecutive)."""
     extra: dict[str, Any] = field(default_factory=dict)
-    """Run details: checkpoint, instruction, temperature, workers, timing, per-episode results."""
+    """Run details: checkpoint, instruction, temperature, workers, timing; and the per-episode results
+    (`per_episode`: seed, success, length, furthest stage) that `stare-compare` pairs by seed."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -56,7 +57,9 @@ def summarize(task: str, records: Sequence[EpisodeRecord], stage_completion: dic
         mean_length=float(np.mean([r.length for r in records])) if n else 0.0,
         stage_completion=stage_completion,
         seeds=(records[0].seed, records[-1].seed) if n else (0, 0),
-        extra=dict(extra or {}),
+        extra={**(extra or {}), "per_episode": [
+            {"seed": r.seed, "success": r.success, "length": r.length, "furthest_stage": r.furthest_stage}
+            for r in records]},
     )
 
 

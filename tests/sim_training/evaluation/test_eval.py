@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from sim_training.evaluation.cli import main as eval_main
+from sim_training.evaluation.paired import read_outcomes
 from sim_training.evaluation.report import wilson_interval
 from sim_training.evaluation.rollout import run_async, run_waves
 from sim_training.tasks import TASKS
@@ -28,6 +29,9 @@ def test_stare_eval_writes_json_table_plot_and_videos(tiny_checkpoint, tmp_path,
     assert all(1 <= e["length"] <= TASKS["PickCube-v1"].max_episode_steps for e in data["per_episode"])
     assert data["mean_length"] == pytest.approx(np.mean([e["length"] for e in data["per_episode"]]))
     assert list(data["stage_completion"]) == data["stages"] and data["stages"][0] == "Reach"
+    task, episodes = read_outcomes([summary])  # what stare-compare pairs by seed
+    assert task == "PickCube-v1" and sorted(episodes) == data["seeds"]
+    assert sum(e.success for e in episodes.values()) == round(data["success_rate"] * 2)
     table = (out / "results.md").read_text()
     assert table.startswith("| task | episodes | success | 95 % CI | mean length |") and "| PickCube-v1 | 2 |" in table
     assert table in capsys.readouterr().out

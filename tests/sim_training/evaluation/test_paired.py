@@ -5,12 +5,14 @@ import json
 import pytest
 
 from sim_training.evaluation.paired import CompareError, Episode, compare, main, outcomes, read_outcomes
+from sim_training.evaluation.report import summarize
+from sim_training.evaluation.rollout import EpisodeRecord
 
 
 def _result(task: str, successes: dict[int, bool], length: int = 10) -> dict:
-    return {"task": task, "episodes": len(successes),
-            "per_episode": [{"seed": s, "success": ok, "length": length, "furthest_stage": 0}
-                            for s, ok in successes.items()]}
+    """A stare-eval result, as stare-eval builds it."""
+    records = [EpisodeRecord(seed, ok, length) for seed, ok in successes.items()]
+    return summarize(task, records, {}).to_dict()
 
 
 def _episodes(successes: dict[int, bool], length: int = 10) -> dict[int, Episode]:
