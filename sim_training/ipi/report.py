@@ -21,7 +21,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 def method_rows(pipe: Pipeline) -> dict[str, dict]:
     """Method -> its final checkpoint's evaluation and what it cost (phases shared with other methods are
     counted in each method that uses them: that is what reproducing the method alone would cost)."""
-    rows = {}
+    rows, results = {}, {}
     for method in (m for m in METHODS if m in pipe.methods):
         chain = METHODS[method]
         phases = lineage(chain)
@@ -32,7 +32,7 @@ def method_rows(pipe: Pipeline) -> dict[str, dict]:
         evaluation = pipe.eval_json(chain)
         status = [r.get("status", "pending") for r in records]
         if all(s == "done" for s in status) and evaluation.is_file():
-            result = json.loads(evaluation.read_text())
+            result = results[method] = json.loads(evaluation.read_text())
             row.update(status="done", success_rate=result["success_rate"], ci95=result["ci95"],
                        episodes=result["episodes"], seeds=result["seeds"],
                        stage_completion=result.get("stage_completion", {}))
@@ -41,29 +41,24 @@ def method_rows(pipe: Pipeline) -> dict[str, dict]:
             row["status"] = f"failed at {failed}: {pipe.state['phases'][failed].get('reason', '')}" if failed \
                 else "not finished"
         rows[method] = row
-    _against_sft(pipe, rows)
+    _against_sft(rows, results)
     return rows
 
 
-def _against_sft(pipe: Pipeline, rows: dict[str, dict]) -> None:
+def _against_sft(rows: dict[str, dict], results: dict[str, dict]) -> None:
     """Each evaluated method's episodes against SFT's on the same seeds (`against_sft`): a paired test sees
-    differences that two overlapping Wilson intervals hide."""
-    sft = pipe.eval_json(METHODS["sft"])
-    if not sft.is_file():
-        return
+    differences that two overlapping Wilson intervals hide. Results without per-episode outcomes (older
+    `stare-eval` versions) leave the column empty."""
     try:
-        baseline = outcomes(json.loads(sft.read_text()), str(sft))
-    except (CompareError, ValueError):
+        baseline = outcomes(results["sft"])
+    except (KeyError, CompareError):
         return
-    for method, row in rows.items():
-        if method == "sft" or row["status"] != "done":
-            continue
-        try:
-            evaluation = pipe.eval_json(METHODS[method])
-            row["against_sft"] = compare(outcomes(json.loads(evaluation.read_text()), str(evaluation)),
-                                         baseline).to_dict()
-        except (CompareError, ValueError):
-            continue
+    for method, result in results.items():
+        if method != "sft":
+            try:
+                rows[method]["against_sft"] = compare(outcomes(result), baseline).to_dict()
+            except CompareError:
+                continue
 
 
 def markdown(pipe: Pipeline, rows: dict[str, dict]) -> str:
