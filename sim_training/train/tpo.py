@@ -13,7 +13,7 @@ penalty (`cost_weight`). Everything else is the same code: that is the whole del
 
 Each update takes `pairs_per_step` pairs, `steps_per_side` timesteps sampled from each side (GRAPE sums over
 8-step windows; sampling keeps a CPU step short), q = mean per-step log pi_theta - log pi_ref. `--out` is a
-checkpoint with trainer state and `progress.jsonl` (loss, margin, preference accuracy per step); rerunning
+checkpoint with trainer state and `progress.jsonl` (DPO loss, margin, preference accuracy, winner NLL per step); rerunning
 the same command after a kill resumes. TensorBoard: `<out>.logs/`.
 """
 
@@ -55,6 +55,10 @@ class TPOConfig:
     """Timesteps sampled from each side of a pair per update (all of them when fewer)."""
     beta: float = 0.1
     """DPO temperature (GRAPE's value)."""
+    nll_weight: float = 0.0
+    """alpha of a likelihood term on the preferred side, loss + alpha * mean(-log pi_theta) over the winner's
+    sampled steps (RPO-style, both methods): DPO alone can lower both sides' likelihoods and so move greedy
+    actions that no pair asked to change; 0 is plain (StA-)TPO."""
     cost_weight: float = 1.0
     """lambda of StA-TPO's stage-cost penalty q^ = q - lambda * l_k (sign configurable); TPO ignores it."""
     tie_tolerance: float = 0.0
@@ -165,6 +169,8 @@ def check_config(cfg: TPOConfig) -> TPOConfig:
     bad = [k for k in ("steps", "pairs_per_step", "steps_per_side", "save_every", "lr") if getattr(cfg, k) <= 0]
     if bad or cfg.beta <= 0 or cfg.temperature <= 0:
         raise TPOError(f"{', '.join(bad) or 'beta/temperature'} must be positive")
+    if not cfg.nll_weight >= 0:
+        raise TPOError(f"nll_weight must be >= 0, got {cfg.nll_weight}")
     if cfg.gripper_temperature is not None and cfg.gripper_temperature < 0:
         raise TPOError(f"gripper_temperature must be >= 0 or null, got {cfg.gripper_temperature}")
     try:
@@ -179,7 +185,7 @@ def train_on_pairs(cfg: TPOConfig, *, start: Path, out: Path, episodes: list, pa
     """The preference round itself, from `start` (also the frozen reference) into `out`: shared by
     `stare-train tpo | sta-tpo` (simulated rollouts) and `stare-retrain` (robot bags). `record` goes into
     the trainer state (which data the round used)."""
-    from sim_training.preference.losses import log_ratio, preference_loss
+    from sim_training.preference.losses import log_ratio, preference_loss, winner_nll
 
     algorithm = "sta-tpo" if stage_aware else "tpo"
     device = distributed.pick_device(cfg.device)
@@ -249,25 +255,27 @@ def train_on_pairs(cfg: TPOConfig, *, start: Path, out: Path, episodes: list, pa
             drawn.append([Side(side.episode, side.steps if len(side.steps) <= cfg.steps_per_side else np.sort(
                 rng.choice(side.steps, cfg.steps_per_side, replace=False)), side.cost) for side in pairs[index]])
         optimizer.zero_grad()
-        losses, margins = [], []
+        losses, nlls, margins = [], [], []
         for sides in drawn[d.rank :: d.world]:
-            q = [log_ratio(step_log_probs(policy, episodes[s.episode], s.steps, temperature),
-                           reference_log_probs(s)) for s in sides]
+            log_probs = [step_log_probs(policy, episodes[s.episode], s.steps, temperature) for s in sides]
+            q = [log_ratio(lp, reference_log_probs(s)) for lp, s in zip(log_probs, sides)]
             weight = cfg.cost_weight if stage_aware else 0.0
-            loss = preference_loss(q[0], q[1], cfg.beta, sides[0].cost, sides[1].cost, weight) / cfg.pairs_per_step
-            loss.backward()
-            losses.append(loss.item() * cfg.pairs_per_step)
+            pref = preference_loss(q[0], q[1], cfg.beta, sides[0].cost, sides[1].cost, weight)
+            nll = winner_nll(log_probs[0])
+            ((pref + cfg.nll_weight * nll) / cfg.pairs_per_step).backward()
+            losses.append(pref.item())
+            nlls.append(nll.item())
             margins.append((q[0] - q[1]).item())
         distributed.average_gradients(params, d, mean=False)  # each rank's loss carries 1 / pairs_per_step
         torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         optimizer.step()
         step += 1
         sums = distributed.all_sum(torch.tensor([sum(losses), sum(margins), sum(m > 0 for m in margins), len(margins),
-                                                 float(stop["signal"])], dtype=torch.float64), d).tolist()
+                                                 float(stop["signal"]), sum(nlls)], dtype=torch.float64), d).tolist()
         row = {"step": step, "loss": sums[0] / sums[3], "margin": sums[1] / sums[3], "accuracy": sums[2] / sums[3],
-               "pairs": int(sums[3])}
+               "winner_nll": sums[5] / sums[3], "pairs": int(sums[3])}
         history.append(row)
-        for key in ("loss", "margin", "accuracy"):
+        for key in ("loss", "margin", "accuracy", "winner_nll"):
             if writer:
                 writer.add_scalar(f"{algorithm}/{key}", row[key], step)
         bar.update(1)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import torch
 
-from sim_training.preference.losses import log_ratio, preference_loss
+from sim_training.preference.losses import log_ratio, preference_loss, winner_nll
 from stare_policy.policy import VLAPolicy
 
 
@@ -52,3 +52,32 @@ def test_one_step_raises_the_preferred_margin_from_log_2(tiny_checkpoint, real_d
     optimizer.step()
     new_margin, new_loss = margin_and_loss()
     assert new_margin.item() > margin.item() and new_loss.item() < loss.item()
+
+
+def test_the_likelihood_term_keeps_the_preferred_actions_likely(tiny_checkpoint, real_demos):
+    """One update of DPO alone vs DPO + winner NLL from the same policy: the NLL term leaves the preferred
+    side's log-likelihood higher (DPO alone may lower both sides)."""
+    episode = real_demos("PickCube-v1").episode(0)
+    steps = np.arange(0, min(len(episode), 24), 3)
+    worse = episode.arrays["action"][steps].copy()
+    worse[:, :3] = np.clip(worse[:, :3] + np.random.default_rng(0).normal(0, 0.5, (len(steps), 3)), -1, 1)
+    reference = VLAPolicy.load(tiny_checkpoint)
+    reference.model.eval()
+    with torch.no_grad():
+        ref_w, ref_l = _steps(reference, episode, steps), _steps(reference, episode, steps, worse)
+
+    def winner_log_likelihood_after_one_step(nll_weight):
+        torch.manual_seed(0)
+        policy = VLAPolicy.load(tiny_checkpoint)
+        policy.model.eval()
+        log_w = _steps(policy, episode, steps)
+        loss = preference_loss(log_ratio(log_w, ref_w), log_ratio(_steps(policy, episode, steps, worse), ref_l), 0.1)
+        assert abs(winner_nll(log_w).item() + ref_w.mean().item()) < 1e-4
+        optimizer = torch.optim.SGD([p for p in policy.model.parameters() if p.requires_grad], lr=1e-2)
+        (loss + nll_weight * winner_nll(log_w)).backward()
+        optimizer.step()
+        with torch.no_grad():
+            return _steps(policy, episode, steps).mean().item()
+
+    plain, anchored = winner_log_likelihood_after_one_step(0.0), winner_log_likelihood_after_one_step(1.0)
+    assert anchored > plain and anchored > ref_w.mean().item()

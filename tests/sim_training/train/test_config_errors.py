@@ -88,6 +88,7 @@ def test_bad_ipi_config_files_are_one_line(tmp_path, capsys, case):
     ("sft", "val_every=0", "val_every must be positive"),
     ("tpo", "lr=0", "lr must be positive"),
     ("tpo", "beta=-1", "must be positive"),
+    ("tpo", "nll_weight=nan", "nll_weight must be >= 0"),
     ("ppo", "lr=-0.1", "lr must be positive"),
     ("ppo", "gamma=1.5", "gamma must be in (0, 1]"),
     ("sft", "device=tpu", "device must be 'auto', 'cpu' or 'cuda'"),
