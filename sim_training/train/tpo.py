@@ -13,8 +13,8 @@ penalty (`cost_weight`). Everything else is the same code: that is the whole del
 
 Each update takes `pairs_per_step` pairs, `steps_per_side` timesteps sampled from each side (GRAPE sums over
 8-step windows; sampling keeps a CPU step short), q = mean per-step log pi_theta - log pi_ref. `--out` is a
-checkpoint with trainer state and `progress.jsonl` (DPO loss, margin, preference accuracy, winner NLL per step); rerunning
-the same command after a kill resumes. TensorBoard: `<out>.logs/`.
+checkpoint with trainer state and `progress.jsonl` (DPO loss, margin, preference accuracy, winner NLL per
+step); rerunning the same command after a kill resumes. TensorBoard: `<out>.logs/`.
 """
 
 from __future__ import annotations

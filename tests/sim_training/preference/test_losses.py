@@ -19,16 +19,20 @@ def _steps(policy, episode, steps, actions=None):
     return log_prob
 
 
+def _perturbed_arm(episode, steps):
+    """A loser: the same states with perturbed arm actions (a worse rollout from the same start)."""
+    worse = episode.arrays["action"][steps].copy()
+    worse[:, :3] = np.clip(worse[:, :3] + np.random.default_rng(0).normal(0, 0.5, (len(steps), 3)), -1, 1)
+    return worse
+
+
 def test_one_step_raises_the_preferred_margin_from_log_2(tiny_checkpoint, real_demos):
     torch.manual_seed(0)
     policy = VLAPolicy.load(tiny_checkpoint)
     reference = copy.deepcopy(policy)
     episode = real_demos("PickCube-v1").episode(0)
     steps = np.arange(0, min(len(episode), 24), 3)
-    rng = np.random.default_rng(0)
-    # the loser: the same states with perturbed arm actions (a worse rollout from the same start)
-    worse = episode.arrays["action"][steps].copy()
-    worse[:, :3] = np.clip(worse[:, :3] + rng.normal(0, 0.5, (len(steps), 3)), -1, 1)
+    worse = _perturbed_arm(episode, steps)
     with torch.no_grad():
         ref_w, ref_l = _steps(reference, episode, steps), _steps(reference, episode, steps, worse)
 
@@ -59,8 +63,7 @@ def test_the_likelihood_term_keeps_the_preferred_actions_likely(tiny_checkpoint,
     side's log-likelihood higher (DPO alone may lower both sides)."""
     episode = real_demos("PickCube-v1").episode(0)
     steps = np.arange(0, min(len(episode), 24), 3)
-    worse = episode.arrays["action"][steps].copy()
-    worse[:, :3] = np.clip(worse[:, :3] + np.random.default_rng(0).normal(0, 0.5, (len(steps), 3)), -1, 1)
+    worse = _perturbed_arm(episode, steps)
     reference = VLAPolicy.load(tiny_checkpoint)
     reference.model.eval()
     with torch.no_grad():
